@@ -1,0 +1,1157 @@
+//! Chat transcripts: events in, the decoded frames out with their recipients.
+//!
+//! Each output line reads `RECIPIENTS < PAYLOAD` (recipient slots sorted, comma-separated) or
+//! `SLOT close CODE`. A line lists everyone who gets that frame, so a connection missing from
+//! it is a connection that must not receive it.
+
+use super::*;
+use crate::proto::parse;
+use crate::ws::text_payload;
+
+/// The server password of every test.
+const PW: &[u8] = b"pw";
+/// A plausible unix time.
+const T0: u64 = 1_700_000_000;
+
+fn c(slot: u32) -> ConnId {
+    ConnId {
+        slot,
+        generation: 0,
+    }
+}
+
+fn show(action: &ToNet) -> String {
+    let payload = |frame: &Frame| {
+        String::from_utf8(text_payload(frame).expect("a text frame").to_vec()).expect("UTF-8")
+    };
+    match action {
+        ToNet::Send { to, frame } => format!("{} < {}", to.slot, payload(frame)),
+        ToNet::SendMany { to, frame } => {
+            let mut slots: Vec<u32> = to.iter().map(|c| c.slot).collect();
+            slots.sort_unstable();
+            let slots: Vec<String> = slots.iter().map(u32::to_string).collect();
+            format!("{} < {}", slots.join(","), payload(frame))
+        }
+        ToNet::Close { conn, code, .. } => format!("{} close {code}", conn.slot),
+    }
+}
+
+struct T {
+    chat: Chat,
+    now: u64,
+}
+
+impl T {
+    fn new() -> Self {
+        T {
+            chat: Chat::new(PW),
+            now: T0,
+        }
+    }
+
+    /// A server with protocol connections 1..=n open (their greetings dropped).
+    fn with(n: u32) -> Self {
+        let mut t = T::new();
+        for i in 1..=n {
+            t.open(i);
+        }
+        t
+    }
+
+    fn raw(&mut self, event: ToLogic) -> Vec<ToNet> {
+        let mut out = Vec::new();
+        self.chat.handle(event, self.now, &mut out);
+        out
+    }
+
+    fn event(&mut self, event: ToLogic) -> Vec<String> {
+        self.raw(event).iter().map(show).collect()
+    }
+
+    fn open(&mut self, slot: u32) -> Vec<String> {
+        self.event(ToLogic::Opened {
+            conn: c(slot),
+            endpoint: Endpoint::Protocol,
+        })
+    }
+
+    fn open_url(&mut self, slot: u32, room: &str, nickname: &str) -> Vec<String> {
+        let endpoint = Endpoint::Room {
+            room: room.into(),
+            nickname: nickname.into(),
+        };
+        self.event(ToLogic::Opened {
+            conn: c(slot),
+            endpoint,
+        })
+    }
+
+    fn cmd(&mut self, slot: u32, msg: &str) -> Vec<String> {
+        self.event(ToLogic::Command {
+            conn: c(slot),
+            command: parse(msg.as_bytes()),
+        })
+    }
+
+    fn text(&mut self, slot: u32, text: &str) -> Vec<String> {
+        let text = bytes::Bytes::copy_from_slice(text.as_bytes());
+        self.event(ToLogic::RoomText {
+            conn: c(slot),
+            text,
+        })
+    }
+
+    fn close(&mut self, slot: u32) -> Vec<String> {
+        self.event(ToLogic::Closed { conn: c(slot) })
+    }
+
+    fn tick(&mut self) -> Vec<String> {
+        self.event(ToLogic::Tick)
+    }
+}
+
+// ---- connections and parse errors ----------------------------------------------------------
+
+#[test]
+fn opening_sends_the_client_id_counting_from_one_never_reused() {
+    let mut t = T::new();
+    assert_eq!(t.open(1), ["1 < yourchatclientid(1,)"]);
+    assert_eq!(t.open(2), ["2 < yourchatclientid(2,)"]);
+    assert_eq!(t.close(1), Vec::<String>::new());
+    // The same slot, reused by a new connection, gets a new chatclientid.
+    let reused = ConnId {
+        slot: 1,
+        generation: 1,
+    };
+    let out = t.raw(ToLogic::Opened {
+        conn: reused,
+        endpoint: Endpoint::Protocol,
+    });
+    assert_eq!(
+        out.iter().map(show).collect::<Vec<_>>(),
+        ["1 < yourchatclientid(3,)"]
+    );
+}
+
+#[test]
+fn parse_errors_are_answered_and_the_connection_stays() {
+    let mut t = T::with(1);
+    assert_eq!(
+        t.cmd(1, "hello"),
+        ["1 < error(32,That message was not understood.)"]
+    );
+    assert_eq!(
+        t.cmd(1, ""),
+        ["1 < error(32,That message was not understood.)"]
+    );
+    assert_eq!(
+        t.cmd(1, "send(x)"),
+        ["1 < error(27,Syntax error in parameters.)"]
+    );
+    assert_eq!(
+        t.cmd(1, "send(5,-1)"),
+        ["1 < error(27,Syntax error in parameters.5,)"]
+    );
+    assert_eq!(t.cmd(1, "getchatroomlist(6)"), ["1 < chatroomlist(6,)"]);
+}
+
+#[test]
+fn nop_sends_nothing() {
+    let mut t = T::with(2);
+    assert_eq!(t.cmd(1, "nop()"), Vec::<String>::new());
+}
+
+#[test]
+fn events_for_unknown_connections_are_ignored() {
+    let mut t = T::with(1);
+    assert_eq!(t.cmd(9, "addchatroom(1,1,x)"), Vec::<String>::new());
+    assert_eq!(t.text(9, "hi"), Vec::<String>::new());
+    assert_eq!(t.close(9), Vec::<String>::new());
+    assert_eq!(t.cmd(1, "getchatroomlist(2)"), ["1 < chatroomlist(2,)"]);
+}
+
+// ---- rooms ---------------------------------------------------------------------------------
+
+#[test]
+fn addchatroom_temporary_by_default() {
+    let mut t = T::with(3);
+    assert_eq!(
+        t.cmd(2, "addchatroom(1,5,lobby0,0,0,)"),
+        [
+            "2 < chatroomcreated(1,1,5,lobby9,1,)",
+            "1,3 < chatroomcreated(1,1,5,lobby8,1,)"
+        ]
+    );
+    // A wrong server password is not an error: the room is just temporary.
+    assert_eq!(
+        t.cmd(1, "addchatroom(2,1,b0,0,2,no)"),
+        [
+            "1 < chatroomcreated(2,2,1,b9,1,)",
+            "2,3 < chatroomcreated(2,2,1,b8,1,)"
+        ]
+    );
+}
+
+#[test]
+fn addchatroom_with_the_server_password_is_persistent_and_answers_set_bit_4() {
+    let mut t = T::with(2);
+    assert_eq!(
+        t.cmd(1, "addchatroom(1,1,p0,0,2,pw)"),
+        [
+            "1 < chatroomcreated(1,1,1,p1,1,)",
+            "2 < chatroomcreated(1,1,1,p0,1,)"
+        ]
+    );
+    assert_eq!(
+        t.cmd(1, "addchatroom(2,1,q3,why3,yes2,pw)"),
+        [
+            "1 < chatroomcreated(2,2,1,q5,1,)",
+            "2 < chatroomcreated(2,2,1,q4,1,)"
+        ]
+    );
+    assert_eq!(
+        t.cmd(2, "addchatroom(3,1,r3,why3,yes0,)"),
+        [
+            "2 < chatroomcreated(3,3,1,r13,1,)",
+            "1 < chatroomcreated(3,3,1,r12,1,)"
+        ]
+    );
+    // A persistent room stays when its last member leaves.
+    assert_eq!(
+        t.cmd(1, "leavechatroom(4,1)"),
+        ["1 < userleftchatroom(4,1,1,0,0,0,)"]
+    );
+    assert_eq!(
+        t.cmd(2, "getchatroomdetails(5,1)"),
+        ["2 < chatroomdetails(5,1,1,p0,0,0,)"]
+    );
+}
+
+#[test]
+fn getchatroomdetails() {
+    let mut t = T::with(2);
+    t.cmd(1, "addchatroom(1,1,q8,question6,secret0,)");
+    assert_eq!(
+        t.cmd(2, "getchatroomdetails(2,2)"),
+        ["2 < error(27,That chatroom wasn't found.2,)"]
+    );
+    // The answer is never disclosed; info is per asker.
+    assert_eq!(
+        t.cmd(2, "getchatroomdetails(3,1)"),
+        ["2 < chatroomdetails(3,1,1,q12,1,8,question)"]
+    );
+    assert_eq!(
+        t.cmd(1, "getchatroomdetails(4,1)"),
+        ["1 < chatroomdetails(4,1,1,q13,1,8,question)"]
+    );
+}
+
+#[test]
+fn getchatroomlist_in_creation_order_with_info_per_receiver() {
+    let mut t = T::with(2);
+    assert_eq!(t.cmd(1, "getchatroomlist(1)"), ["1 < chatroomlist(1,)"]);
+    t.cmd(1, "addchatroom(2,1,a)");
+    t.cmd(2, "addchatroom(3,1,b0,0,2,pw)");
+    t.cmd(2, "addchatroom(4,1,c0,1,x)");
+    assert_eq!(
+        t.cmd(1, "getchatroomlist(5)"),
+        ["1 < chatroomlist(5,1,1,a9,1,2,1,b0,1,3,1,c12,1,)"]
+    );
+    assert_eq!(
+        t.cmd(2, "getchatroomlist(6)"),
+        ["2 < chatroomlist(6,1,1,a8,1,2,1,b1,1,3,1,c13,1,)"]
+    );
+}
+
+#[test]
+fn getchatroomlist_with_1000_rooms() {
+    let mut t = T::with(2);
+    let mut want = String::from("2 < chatroomlist(7,");
+    for i in 1..=1000 {
+        let name = format!("room{i}");
+        t.cmd(1, &format!("addchatroom({i},{},{name})", name.len()));
+        want += &format!("{i},{},{name}8,1,", name.len());
+    }
+    want += ")";
+    assert_eq!(t.cmd(2, "getchatroomlist(7)"), [want]);
+}
+
+#[test]
+fn joinchatroom_errors() {
+    let mut t = T::with(2);
+    t.cmd(1, "addchatroom(1,1,q0,3,yes)");
+    assert_eq!(
+        t.cmd(2, "joinchatroom(2,9,0,3,yes)"),
+        ["2 < error(27,That chatroom wasn't found.2,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "joinchatroom(3,1,0,3,yes)"),
+        ["1 < error(32,You're already in this chatroom.3,)"]
+    );
+    for wrong in [
+        "joinchatroom(4,1,0,3,Yes)",
+        "joinchatroom(4,1,0,2,ye)",
+        "joinchatroom(4,1,0,4,yess)",
+        "joinchatroom(4,1)",
+    ] {
+        assert_eq!(
+            t.cmd(2, wrong),
+            ["2 < error(29,Sorry. That answer was wrong.4,)"],
+            "{wrong}"
+        );
+    }
+    assert_eq!(
+        t.cmd(2, "joinchatroom(5,1,0,3,yes)"),
+        ["1,2 < userjoinedchatroom(5,1,2,0,0,2,)"]
+    );
+}
+
+#[test]
+fn joinchatroom_tells_members_only() {
+    let mut t = T::with(4);
+    t.cmd(1, "addchatroom(1,1,a)");
+    assert_eq!(
+        t.cmd(2, "joinchatroom(2,1)"),
+        ["1,2 < userjoinedchatroom(2,1,2,0,0,2,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "joinchatroom(3,1)"),
+        ["1,2,3 < userjoinedchatroom(3,1,3,0,0,3,)"]
+    );
+}
+
+#[test]
+fn joinchatroom_leaving_other_rooms_first() {
+    let mut t = T::with(3);
+    t.cmd(1, "addchatroom(1,1,a)"); // room 1: temporary, 1 alone
+    t.cmd(2, "addchatroom(2,1,b0,0,2,pw)"); // room 2: persistent, 2 and 1
+    t.cmd(1, "joinchatroom(3,2)");
+    t.cmd(3, "addchatroom(4,1,c)"); // room 3: 3 alone
+    assert_eq!(
+        t.cmd(1, "joinchatroom(5,3,1)"),
+        [
+            "1 < userleftchatroom(5,1,1,0,0,0,)",
+            "1,2,3 < chatroomwasdeleted(5,1,)",
+            "1,2 < userleftchatroom(5,2,1,0,0,1,)",
+            "1,3 < userjoinedchatroom(5,3,1,0,0,2,)",
+        ]
+    );
+    assert_eq!(
+        t.cmd(1, "getchatroomlist(6)"),
+        ["1 < chatroomlist(6,2,1,b0,1,3,1,c9,2,)"]
+    );
+}
+
+#[test]
+fn leavechatroom() {
+    let mut t = T::with(3);
+    t.cmd(1, "addchatroom(1,1,a)");
+    t.cmd(2, "joinchatroom(2,1)");
+    assert_eq!(
+        t.cmd(3, "leavechatroom(3,9)"),
+        ["3 < error(27,That chatroom wasn't found.3,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "leavechatroom(4,1)"),
+        ["3 < error(28,You're not in this chatroom.4,)"]
+    );
+    assert_eq!(
+        t.cmd(2, "leavechatroom(5,1)"),
+        ["1,2 < userleftchatroom(5,1,2,0,0,1,)"]
+    );
+    // The last leaver is told too, then everyone learns the temporary room is gone.
+    assert_eq!(
+        t.cmd(1, "leavechatroom(6,1)"),
+        [
+            "1 < userleftchatroom(6,1,1,0,0,0,)",
+            "1,2,3 < chatroomwasdeleted(6,1,)"
+        ]
+    );
+    assert_eq!(
+        t.cmd(1, "leavechatroom(7,1)"),
+        ["1 < error(27,That chatroom wasn't found.7,)"]
+    );
+}
+
+#[test]
+fn getusersinchatroom() {
+    let mut t = T::with(3);
+    t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    t.cmd(2, "addchatroom(2,1,a)");
+    t.cmd(1, "joinchatroom(3,1)");
+    t.cmd(1, "login(4,5,alice1,x)");
+    assert_eq!(
+        t.cmd(3, "getusersinchatroom(5,9)"),
+        ["3 < error(27,That chatroom wasn't found.5,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "getusersinchatroom(6,1)"),
+        ["3 < error(29,You are not in that chatroom.6,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "getusersinchatroom(7,1)"),
+        ["1 < usersinchatroom(7,1,2,0,0,1,42,5,alice)"]
+    );
+}
+
+#[test]
+fn getusersinchatroom_with_1000_members_in_join_order() {
+    let mut t = T::new();
+    t.open(1);
+    t.cmd(1, "addchatroom(1,1,a)");
+    let mut want = String::from("1 < usersinchatroom(2,1,1,0,0,");
+    for slot in 2..=1000 {
+        t.open(slot);
+        t.cmd(slot, "joinchatroom(1,1)");
+        want += &format!("{slot},0,0,");
+    }
+    want += ")";
+    assert_eq!(t.cmd(1, "getusersinchatroom(2,1)"), [want]);
+    // A broadcast to the room is one frame for all 1,000 members.
+    let out = t.raw(ToLogic::Command {
+        conn: c(5),
+        command: parse(b"send(3,1,2,hi)"),
+    });
+    assert!(matches!(&out[..], [ToNet::SendMany { to, .. }] if to.len() == 1000));
+}
+
+// ---- users ---------------------------------------------------------------------------------
+
+#[test]
+fn adduser_errors_and_success() {
+    let mut t = T::with(1);
+    assert_eq!(
+        t.cmd(1, "adduser(1,42,5,alice1,x2,no)"),
+        ["1 < error(26,Incorrect server password.1,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "adduser(2,42,5,alice1,x)"),
+        ["1 < error(26,Incorrect server password.2,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "adduser(3,42,5,alice1,x2,pw)"),
+        ["1 < success(3,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "adduser(4,42,3,bob1,x2,pw)"),
+        ["1 < error(30,That userid is already in use.4,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "adduser(5,43,5,alice1,x2,pw)"),
+        ["1 < error(33,That user name is already in use.5,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "adduser(6,0,3,bob1,x2,pw)"),
+        ["1 < error(21,Userid must not be 0.6,)"]
+    );
+    // Checks go in the spec's order: a taken name is reported before userid 0.
+    assert_eq!(
+        t.cmd(1, "adduser(7,0,5,alice1,x2,pw)"),
+        ["1 < error(33,That user name is already in use.7,)"]
+    );
+    // Usernames are byte-exact.
+    assert_eq!(
+        t.cmd(1, "adduser(8,43,5,Alice1,x2,pw)"),
+        ["1 < success(8,)"]
+    );
+}
+
+#[test]
+fn getusers_filters_by_status_in_added_order() {
+    let mut t = T::with(2);
+    t.cmd(1, "adduser(1,7,1,a1,x2,pw)");
+    t.cmd(1, "adduser(2,3,1,b1,x2,pw)");
+    t.cmd(1, "adduser(3,5,1,c1,x2,pw)");
+    t.cmd(2, "login(4,1,b1,x)");
+    assert_eq!(
+        t.cmd(1, "getusers(5,3,2,no)"),
+        ["1 < error(26,Incorrect server password.5,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "getusers(6,0,2,pw)"),
+        ["1 < error(20,Invalid status code.6,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "getusers(7,4,2,pw)"),
+        ["1 < error(20,Invalid status code.7,)"]
+    );
+    assert_eq!(t.cmd(1, "getusers(8,1,2,pw)"), ["1 < users(8,3,1,b1,)"]);
+    assert_eq!(
+        t.cmd(1, "getusers(9,2,2,pw)"),
+        ["1 < users(9,7,1,a2,5,1,c2,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "getusers(10,3,2,pw)"),
+        ["1 < users(10,7,1,a2,3,1,b1,5,1,c2,)"]
+    );
+    // A password check fails before the status check.
+    assert_eq!(
+        t.cmd(1, "getusers(11,9)"),
+        ["1 < error(26,Incorrect server password.11,)"]
+    );
+}
+
+#[test]
+fn getusers_with_1000_users() {
+    let mut t = T::with(1);
+    let mut want = String::from("1 < users(2,");
+    for u in 1..=1000 {
+        let name = format!("user{u}");
+        assert_eq!(
+            t.cmd(1, &format!("adduser(1,{u},{},{name}1,x2,pw)", name.len())),
+            ["1 < success(1,)"]
+        );
+        want += &format!("{u},{},{name}2,", name.len());
+    }
+    want += ")";
+    assert_eq!(t.cmd(1, "getusers(2,3,2,pw)"), [want]);
+}
+
+#[test]
+fn login_errors() {
+    let mut t = T::with(1);
+    t.cmd(1, "adduser(1,42,5,alice6,secret2,pw)");
+    assert_eq!(
+        t.cmd(1, "login(2,3,bob6,secret)"),
+        ["1 < error(16,Incorrect login.2,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "login(3,5,alice6,Secret)"),
+        ["1 < error(16,Incorrect login.3,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "login(4,5,alice)"),
+        ["1 < error(16,Incorrect login.4,)"]
+    );
+    assert_eq!(t.cmd(1, "login(5,5,alice6,secret)"), ["1 < success(5,)"]);
+}
+
+#[test]
+fn login_announces_in_every_room_then_succeeds() {
+    let mut t = T::with(3);
+    t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    t.cmd(1, "addchatroom(2,1,a)");
+    t.cmd(2, "addchatroom(3,1,b)");
+    t.cmd(1, "joinchatroom(4,2)");
+    t.cmd(3, "addchatroom(5,1,c)");
+    assert_eq!(
+        t.cmd(1, "login(6,5,alice1,x)"),
+        [
+            "1 < userjoinedchatroom(6,1,1,42,5,alice1,)",
+            "1,2 < userjoinedchatroom(6,2,1,42,5,alice2,)",
+            "1 < success(6,)",
+        ]
+    );
+    // Now alice appears by name.
+    assert_eq!(t.cmd(1, "send(7,2,2,hi)"), ["1,2 < chat(7,2,1,42,2,hi)"]);
+}
+
+#[test]
+fn logging_in_as_another_user_moves_the_connection() {
+    let mut t = T::with(1);
+    t.cmd(1, "adduser(1,1,1,a1,x2,pw)");
+    t.cmd(1, "adduser(2,2,1,b1,x2,pw)");
+    t.cmd(1, "login(3,1,a1,x)");
+    t.cmd(1, "login(4,1,b1,x)");
+    assert_eq!(t.cmd(1, "getusers(5,1,2,pw)"), ["1 < users(5,2,1,b1,)"]);
+}
+
+#[test]
+fn logout() {
+    let mut t = T::with(2);
+    assert_eq!(
+        t.cmd(1, "logout(1,0)"),
+        ["1 < error(27,You are already logged out.1,)"]
+    );
+    t.cmd(1, "adduser(2,42,5,alice1,x2,pw)");
+    t.cmd(1, "addchatroom(3,1,a)");
+    t.cmd(2, "joinchatroom(4,1)");
+    t.cmd(1, "login(5,5,alice1,x)");
+    assert_eq!(
+        t.cmd(1, "logout(6,0)"),
+        [
+            "1,2 < userleftchatroom(6,1,1,42,5,alice1,)",
+            "1 < success(6,)"
+        ]
+    );
+    assert_eq!(
+        t.cmd(1, "getusers(7,2,2,pw)"),
+        ["1 < users(7,42,5,alice2,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "logout(8)"),
+        ["1 < error(27,You are already logged out.8,)"]
+    );
+}
+
+#[test]
+fn logout_with_disconnect_leaves_then_closes_with_1000() {
+    let mut t = T::with(2);
+    t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    t.cmd(1, "login(2,5,alice1,x)");
+    t.cmd(2, "addchatroom(3,1,a)");
+    t.cmd(1, "joinchatroom(4,1)");
+    assert_eq!(
+        t.cmd(1, "logout(5,1)"),
+        ["1,2 < userleftchatroom(5,1,1,42,5,alice1,)", "1 close 1000"]
+    );
+    // The user counts as logged out at once, before the connection is gone.
+    assert_eq!(t.cmd(2, "getusers(6,1,2,pw)"), ["2 < users(6,)"]);
+    // The close then arrives as a normal disconnect, which has nothing left to do.
+    assert_eq!(t.close(1), Vec::<String>::new());
+    // Anonymous connections may disconnect this way too.
+    assert_eq!(
+        t.cmd(2, "logout(7,1)"),
+        [
+            "2 < userleftchatroom(7,1,2,0,0,0,)",
+            "2 < chatroomwasdeleted(7,1,)",
+            "2 close 1000"
+        ]
+    );
+}
+
+#[test]
+fn removeuser() {
+    let mut t = T::with(2);
+    t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    assert_eq!(
+        t.cmd(1, "removeuser(2,42,2,no)"),
+        ["1 < error(26,Incorrect server password.2,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "removeuser(3,41,2,pw)"),
+        ["1 < error(23,That user wasn't found.3,)"]
+    );
+    t.cmd(2, "login(4,5,alice1,x)");
+    assert_eq!(
+        t.cmd(1, "removeuser(5,42,2,pw)"),
+        ["1 < error(29,That user is still logged in.5,)"]
+    );
+    t.cmd(2, "logout(6)");
+    assert_eq!(t.cmd(1, "removeuser(7,42,2,pw)"), ["1 < success(7,)"]);
+    assert_eq!(t.cmd(1, "getusers(8,3,2,pw)"), ["1 < users(8,)"]);
+    assert_eq!(
+        t.cmd(2, "login(9,5,alice1,x)"),
+        ["2 < error(16,Incorrect login.9,)"]
+    );
+    // Both the userid and the name are free again.
+    assert_eq!(
+        t.cmd(1, "adduser(10,42,5,alice1,y2,pw)"),
+        ["1 < success(10,)"]
+    );
+}
+
+#[test]
+fn removechatroom() {
+    let mut t = T::with(3);
+    t.cmd(1, "addchatroom(1,1,a)");
+    t.cmd(2, "joinchatroom(2,1)");
+    assert_eq!(
+        t.cmd(3, "removechatroom(3,1,2,no)"),
+        ["3 < error(26,Incorrect server password.3,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "removechatroom(4,9,2,pw)"),
+        ["3 < error(27,That chatroom wasn't found.4,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "removechatroom(5,1,2,pw)"),
+        ["1,2,3 < chatroomwasdeleted(5,1,)", "3 < success(5,)"]
+    );
+    // Its former members are in no room now: a disconnect tells nobody anything.
+    assert_eq!(
+        t.cmd(1, "send(6,1,1,x)"),
+        ["1 < error(28,You're not in that chatroom.6,)"]
+    );
+    assert_eq!(t.close(2), Vec::<String>::new());
+    assert_eq!(t.cmd(1, "getchatroomlist(7)"), ["1 < chatroomlist(7,)"]);
+}
+
+// ---- messages ------------------------------------------------------------------------------
+
+#[test]
+fn send_reaches_members_only_sender_included() {
+    let mut t = T::with(3);
+    t.cmd(1, "addchatroom(1,1,a)");
+    t.cmd(2, "joinchatroom(2,1)");
+    assert_eq!(
+        t.cmd(2, "send(3,1,7,(hi, 1))"),
+        ["1,2 < chat(3,1,2,0,7,(hi, 1))"]
+    );
+    assert_eq!(
+        t.cmd(3, "send(4,1,2,hi)"),
+        ["3 < error(28,You're not in that chatroom.4,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "send(5,9,2,hi)"),
+        ["3 < error(28,You're not in that chatroom.5,)"]
+    );
+}
+
+#[test]
+fn sendto_a_user_reaches_every_connection_logged_in_as_them() {
+    let mut t = T::with(4);
+    t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    t.cmd(1, "login(2,5,alice1,x)");
+    t.cmd(2, "login(3,5,alice1,x)");
+    assert_eq!(
+        t.cmd(3, "sendto(4,0,42,2,hi)"),
+        ["1,2 < msg(4,3,0,2,hi)", "3 < success(4,)"]
+    );
+    // The userid wins over the chatclientid.
+    assert_eq!(
+        t.cmd(3, "sendto(5,4,42,2,hi)"),
+        ["1,2 < msg(5,3,0,2,hi)", "3 < success(5,)"]
+    );
+    // A logged-in sender shows its userid.
+    assert_eq!(
+        t.cmd(1, "sendto(6,0,42,3,me!)"),
+        ["1,2 < msg(6,1,42,3,me!)", "1 < success(6,)"]
+    );
+}
+
+#[test]
+fn sendto_a_chatclientid() {
+    let mut t = T::with(3);
+    assert_eq!(
+        t.cmd(1, "sendto(1,3,0,2,hi)"),
+        ["3 < msg(1,1,0,2,hi)", "1 < success(1,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "sendto(2,1,0,4,self)"),
+        ["1 < msg(2,1,0,4,self)", "1 < success(2,)"]
+    );
+}
+
+#[test]
+fn sendto_nobody_online() {
+    let mut t = T::with(2);
+    t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    assert_eq!(
+        t.cmd(1, "sendto(2,0,42,2,hi)"),
+        ["1 < error(26,That person is not online.2,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "sendto(3,0,43,2,hi)"),
+        ["1 < error(26,That person is not online.3,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "sendto(4,9,0,2,hi)"),
+        ["1 < error(26,That person is not online.4,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "sendto(5)"),
+        ["1 < error(26,That person is not online.5,)"]
+    );
+    t.close(2);
+    assert_eq!(
+        t.cmd(1, "sendto(6,2,0,2,hi)"),
+        ["1 < error(26,That person is not online.6,)"]
+    );
+}
+
+#[test]
+fn sendtoall() {
+    let mut t = T::with(3);
+    assert_eq!(
+        t.cmd(2, "sendtoall(2,no7,3,all)"),
+        ["2 < error(26,Incorrect server password.7,)"]
+    );
+    assert_eq!(
+        t.cmd(2, "sendtoall(2,pw8,3,all)"),
+        ["1,2,3 < privatemessage(2,0,0,3,all)", "2 < success(8,)"]
+    );
+    t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    t.cmd(1, "login(2,5,alice1,x)");
+    assert_eq!(
+        t.cmd(1, "sendtoall(2,pw9,0,)"),
+        ["1,2,3 < privatemessage(1,42,5,alice0,)", "1 < success(9,)"]
+    );
+}
+
+// ---- snaps ---------------------------------------------------------------------------------
+
+/// Connections 1 and 2 logged in as alice (42), 3 as bob (7), 4 anonymous.
+fn snap_setup() -> T {
+    let mut t = T::with(4);
+    t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    t.cmd(1, "adduser(1,7,3,bob1,x2,pw)");
+    t.cmd(1, "login(2,5,alice1,x)");
+    t.cmd(2, "login(2,5,alice1,x)");
+    t.cmd(3, "login(2,3,bob1,x)");
+    t
+}
+
+#[test]
+fn snaps_need_a_login() {
+    let mut t = snap_setup();
+    assert_eq!(
+        t.cmd(4, "sendsnap(1,42,0,0,1,x)"),
+        ["4 < error(37,You must be logged in to send a snap.1,)"]
+    );
+    assert_eq!(
+        t.cmd(4, "getsnaps(2)"),
+        ["4 < error(41,You need to be logged in to use getsnaps.2,)"]
+    );
+    assert_eq!(
+        t.cmd(4, "readsnap(3,1)"),
+        ["4 < error(37,You need to be logged in to readsnap.3,)"]
+    );
+}
+
+#[test]
+fn sendsnap_reaches_snap_enabled_connections_of_the_recipient() {
+    let mut t = snap_setup();
+    // Nobody has enabled snaps yet: only the sender hears back.
+    assert_eq!(t.cmd(3, "sendsnap(1,42,0,5,2,s1)"), ["3 < snap_sent(1,1,)"]);
+    assert_eq!(
+        t.cmd(1, "getsnaps(2)"),
+        ["1 < success(2,)", "1 < snap(1,42,7,1700000000,0,5,2,s1)"]
+    );
+    t.now += 3;
+    assert_eq!(
+        t.cmd(3, "sendsnap(3,42,60,5,2,s2)"),
+        [
+            "3 < snap_sent(3,2,)",
+            "1 < snap(2,42,7,1700000003,0,5,2,s2)"
+        ]
+    );
+    // A snap to a user nobody is logged in as is stored all the same.
+    assert_eq!(t.cmd(3, "sendsnap(4,99,0,0,2,s3)"), ["3 < snap_sent(4,3,)"]);
+}
+
+#[test]
+fn getsnaps_lists_live_snaps_to_and_from_the_user_oldest_first() {
+    let mut t = snap_setup();
+    t.cmd(3, "sendsnap(1,42,0,5,1,a)"); // 1: bob -> alice
+    t.cmd(1, "sendsnap(2,7,0,5,1,b)"); // 2: alice -> bob
+    t.cmd(3, "sendsnap(3,99,0,5,1,c)"); // 3: bob -> 99, not alice's
+    t.cmd(3, "sendsnap(4,42,10,5,1,d)"); // 4: bob -> alice, expires at T0 + 10
+    t.now += 10;
+    assert_eq!(
+        t.cmd(2, "getsnaps(5)"),
+        [
+            "2 < success(5,)",
+            "2 < snap(1,42,7,1700000000,0,5,1,a)",
+            "2 < snap(2,7,42,1700000000,0,5,1,b)",
+        ]
+    );
+}
+
+#[test]
+fn readsnap_errors() {
+    let mut t = snap_setup();
+    t.cmd(1, "sendsnap(1,42,0,5,1,a)"); // alice -> alice
+    assert_eq!(
+        t.cmd(3, "readsnap(2,9)"),
+        ["3 < error(23,That snap wasn't found.2,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "readsnap(3,1)"),
+        ["3 < error(22,That is not your snap.3,)"]
+    );
+}
+
+#[test]
+fn readsnap_by_the_recipient_stamps_it_and_it_goes_readtime_later() {
+    let mut t = snap_setup();
+    t.cmd(3, "sendsnap(1,42,0,5,1,a)"); // bob -> alice, readtime 5
+    t.cmd(3, "getsnaps(2)");
+    t.cmd(2, "getsnaps(3)");
+    t.now += 2;
+    // The reader and bob's snap-enabled connection get the update once each; alice's other,
+    // snap-enabled connection does not.
+    assert_eq!(
+        t.cmd(1, "readsnap(4,1)"),
+        ["1,3 < snap(1,42,7,1700000000,1700000002,5,1,a)"]
+    );
+    t.now += 2;
+    // A second read does not restamp; the reader's own enabled connection is not sent it twice.
+    assert_eq!(
+        t.cmd(2, "readsnap(5,1)"),
+        ["2,3 < snap(1,42,7,1700000000,1700000002,5,1,a)"]
+    );
+    // The sender may read it too.
+    assert_eq!(
+        t.cmd(3, "readsnap(6,1)"),
+        ["2,3 < snap(1,42,7,1700000000,1700000002,5,1,a)"]
+    );
+    t.now += 1;
+    t.tick();
+    assert_eq!(
+        t.cmd(1, "readsnap(7,1)"),
+        ["1,3 < snap(1,42,7,1700000000,1700000002,5,1,a)"]
+    );
+    t.now += 2; // readtime after the first read
+    assert_eq!(t.tick(), Vec::<String>::new());
+    assert_eq!(
+        t.cmd(1, "readsnap(8,1)"),
+        ["1 < error(23,That snap wasn't found.8,)"]
+    );
+    assert_eq!(t.cmd(2, "getsnaps(9)"), ["2 < success(9,)"]);
+}
+
+#[test]
+fn snaps_expire_expirelength_after_sending() {
+    let mut t = snap_setup();
+    t.cmd(3, "sendsnap(1,42,10,100,1,a)");
+    t.now += 9;
+    t.tick();
+    assert_eq!(
+        t.cmd(1, "readsnap(2,1)"),
+        ["1 < snap(1,42,7,1700000000,1700000009,100,1,a)"]
+    );
+    // Reading does not extend the life of a snap past its expiry.
+    t.now += 1;
+    t.tick();
+    assert_eq!(
+        t.cmd(1, "readsnap(3,1)"),
+        ["1 < error(23,That snap wasn't found.3,)"]
+    );
+    // Expired but not yet swept by a tick is not found either.
+    t.cmd(3, "sendsnap(4,42,1,0,1,b)");
+    t.now += 1;
+    assert_eq!(
+        t.cmd(1, "readsnap(5,2)"),
+        ["1 < error(23,That snap wasn't found.5,)"]
+    );
+}
+
+#[test]
+fn snap_delivery_is_switched_off_by_logout() {
+    let mut t = snap_setup();
+    t.cmd(1, "getsnaps(1)");
+    t.cmd(1, "logout(2)");
+    t.cmd(1, "login(3,5,alice1,x)");
+    assert_eq!(t.cmd(3, "sendsnap(4,42,0,0,1,a)"), ["3 < snap_sent(4,1,)"]);
+}
+
+#[test]
+fn removing_a_user_removes_their_snaps() {
+    let mut t = snap_setup();
+    t.cmd(3, "sendsnap(1,99,0,0,1,a)");
+    t.cmd(1, "adduser(2,99,3,eve1,x2,pw)");
+    t.cmd(1, "removeuser(3,99,2,pw)");
+    t.cmd(1, "adduser(4,99,3,eve1,x2,pw)");
+    t.cmd(4, "login(5,3,eve1,x)");
+    assert_eq!(t.cmd(4, "getsnaps(6)"), ["4 < success(6,)"]);
+}
+
+// ---- disconnect ----------------------------------------------------------------------------
+
+#[test]
+fn disconnect_leaves_every_room_with_messageid_0() {
+    let mut t = T::with(3);
+    t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    t.cmd(1, "login(2,5,alice1,x)");
+    t.cmd(1, "addchatroom(3,1,a)"); // 1 alone: deleted when 1 goes
+    t.cmd(2, "addchatroom(4,1,b)");
+    t.cmd(1, "joinchatroom(5,2)");
+    t.cmd(1, "addchatroom(6,1,c0,0,2,pw)"); // persistent: stays
+    assert_eq!(
+        t.close(1),
+        [
+            "2,3 < chatroomwasdeleted(0,1,)",
+            "2 < userleftchatroom(0,2,1,42,5,alice1,)",
+        ]
+    );
+    assert_eq!(
+        t.cmd(2, "getusers(7,3,2,pw)"),
+        ["2 < users(7,42,5,alice2,)"]
+    );
+    assert_eq!(
+        t.cmd(2, "getchatroomlist(8)"),
+        ["2 < chatroomlist(8,2,1,b9,1,3,1,c0,0,)"]
+    );
+    // The closed connection no longer receives broadcasts.
+    assert_eq!(
+        t.cmd(2, "sendtoall(2,pw9,1,x)"),
+        ["2,3 < privatemessage(2,0,0,1,x)", "2 < success(9,)"]
+    );
+}
+
+// ---- the spec's example, byte for byte ----------------------------------------------------
+
+#[test]
+fn protocol_md_section_8_example() {
+    let mut t = T::new();
+    let (a, b) = (1, 2);
+    assert_eq!(t.open(a), ["1 < yourchatclientid(1,)"]);
+    assert_eq!(t.open(b), ["2 < yourchatclientid(2,)"]);
+    assert_eq!(
+        t.cmd(a, "addchatroom(1,5,lobby0,0,0,)"),
+        [
+            "1 < chatroomcreated(1,1,5,lobby9,1,)",
+            "2 < chatroomcreated(1,1,5,lobby8,1,)"
+        ]
+    );
+    assert_eq!(
+        t.cmd(b, "joinchatroom(7,1,0,0,)"),
+        ["1,2 < userjoinedchatroom(7,1,2,0,0,2,)"]
+    );
+    assert_eq!(
+        t.cmd(a, "send(2,1,6,hello!)"),
+        ["1,2 < chat(2,1,1,0,6,hello!)"]
+    );
+    assert_eq!(
+        t.cmd(a, "adduser(3,42,5,alice6,secret2,pw)"),
+        ["1 < success(3,)"]
+    );
+    assert_eq!(
+        t.cmd(a, "login(4,5,alice6,secret)"),
+        [
+            "1,2 < userjoinedchatroom(4,1,1,42,5,alice2,)",
+            "1 < success(4,)"
+        ]
+    );
+    assert_eq!(
+        t.cmd(b, "sendto(8,0,42,2,hi)"),
+        ["1 < msg(8,2,0,2,hi)", "2 < success(8,)"]
+    );
+    assert_eq!(
+        t.cmd(b, "getchatroomdetails(9,1)"),
+        ["2 < chatroomdetails(9,1,5,lobby9,2,0,)"]
+    );
+    assert_eq!(
+        t.cmd(b, "leavechatroom(10,1)"),
+        ["1,2 < userleftchatroom(10,1,2,0,0,1,)"]
+    );
+    assert_eq!(
+        t.cmd(b, "hello"),
+        ["2 < error(32,That message was not understood.)"]
+    );
+}
+
+#[test]
+fn broadcasts_are_one_frame_each() {
+    let mut t = T::with(3);
+    t.cmd(1, "addchatroom(1,1,a)");
+    t.cmd(2, "joinchatroom(2,1)");
+    t.cmd(3, "joinchatroom(3,1)");
+    let out = t.raw(ToLogic::Command {
+        conn: c(1),
+        command: parse(b"send(4,1,2,hi)"),
+    });
+    assert_eq!(out.len(), 1);
+    assert!(matches!(&out[0], ToNet::SendMany { to, .. } if to.len() == 3));
+}
+
+#[test]
+fn tick_alone_sends_nothing() {
+    let mut t = T::with(1);
+    assert_eq!(t.tick(), Vec::<String>::new());
+}
+
+// ---- the room-URL dialect ------------------------------------------------------------------
+
+#[test]
+fn url_clients_create_join_and_chat_in_a_room() {
+    let mut t = T::with(1);
+    assert_eq!(
+        t.open_url(2, "Room1", "bob"),
+        [
+            "1 < chatroomcreated(0,1,5,Room18,1,)",
+            "2 < bob joined Room1"
+        ]
+    );
+    assert_eq!(
+        t.open_url(3, "Room1", "carol"),
+        ["2,3 < carol joined Room1"]
+    );
+    assert_eq!(
+        t.open_url(4, "Room2", "dave"),
+        [
+            "1 < chatroomcreated(0,2,5,Room28,1,)",
+            "4 < dave joined Room2"
+        ]
+    );
+    assert_eq!(t.text(2, "hi, all"), ["2,3 < bob: hi, all"]);
+    assert_eq!(t.close(2), ["3 < bob left Room1"]);
+    assert_eq!(t.close(3), ["1 < chatroomwasdeleted(0,1,)"]);
+}
+
+#[test]
+fn url_and_protocol_clients_share_rooms() {
+    let mut t = T::with(1);
+    t.cmd(1, "addchatroom(1,5,Room1)");
+    assert_eq!(
+        t.open_url(2, "Room1", "bob"),
+        [
+            "1 < userjoinedchatroom(0,1,2,0,3,bob2,)",
+            "2 < bob joined Room1"
+        ]
+    );
+    assert_eq!(t.text(2, "hé"), ["1 < chat(0,1,2,0,3,hé)", "2 < bob: hé"]);
+    assert_eq!(
+        t.cmd(1, "send(2,1,2,yo)"),
+        ["1 < chat(2,1,1,0,2,yo)", "2 < guest1: yo"]
+    );
+    assert_eq!(
+        t.cmd(1, "getusersinchatroom(3,1)"),
+        ["1 < usersinchatroom(3,1,1,0,0,2,0,3,bob)"]
+    );
+    t.cmd(1, "adduser(4,42,5,alice1,x2,pw)");
+    // A login is not a join: room-URL members hear nothing of it.
+    assert_eq!(
+        t.cmd(1, "login(5,5,alice1,x)"),
+        [
+            "1 < userjoinedchatroom(5,1,1,42,5,alice2,)",
+            "1 < success(5,)"
+        ]
+    );
+    assert_eq!(
+        t.cmd(1, "send(6,1,2,yo)"),
+        ["1 < chat(6,1,1,42,2,yo)", "2 < alice: yo"]
+    );
+    assert_eq!(t.open(3), ["3 < yourchatclientid(3,)"]);
+    assert_eq!(
+        t.cmd(3, "joinchatroom(7,1)"),
+        [
+            "1,3 < userjoinedchatroom(7,1,3,0,0,3,)",
+            "2 < guest3 joined Room1"
+        ]
+    );
+    assert_eq!(
+        t.cmd(3, "leavechatroom(8,1)"),
+        [
+            "1,3 < userleftchatroom(8,1,3,0,0,2,)",
+            "2 < guest3 left Room1"
+        ]
+    );
+    assert_eq!(t.close(2), ["1 < userleftchatroom(0,1,2,0,3,bob1,)"]);
+}
+
+#[test]
+fn url_clients_skip_rooms_that_need_an_answer() {
+    let mut t = T::with(1);
+    t.cmd(1, "addchatroom(1,5,Room10,3,yes)");
+    assert_eq!(
+        t.open_url(2, "Room1", "bob"),
+        [
+            "1 < chatroomcreated(0,2,5,Room18,1,)",
+            "2 < bob joined Room1"
+        ]
+    );
+    // Of several rooms with the name, the first one that can be entered is joined.
+    t.cmd(1, "addchatroom(2,5,Room1)");
+    assert_eq!(
+        t.open_url(3, "Room1", "carol"),
+        ["2,3 < carol joined Room1"]
+    );
+}
+
+#[test]
+fn removing_a_room_disconnects_its_url_clients() {
+    let mut t = T::with(1);
+    t.open_url(2, "Room1", "bob");
+    assert_eq!(
+        t.cmd(1, "removechatroom(1,1,2,pw)"),
+        [
+            "2 close 1000",
+            "1 < chatroomwasdeleted(1,1,)",
+            "1 < success(1,)"
+        ]
+    );
+    assert_eq!(t.text(2, "anyone?"), Vec::<String>::new());
+    assert_eq!(t.close(2), Vec::<String>::new());
+}

@@ -1,0 +1,693 @@
+//! The wire codec of `protocol.md`: client messages in, server messages out. Pure, no I/O.
+//!
+//! [`parse`] runs on the net thread for every message a protocol client sends, so it must accept
+//! any bytes without panicking; everything it cannot make sense of becomes a [`ParseError`] that
+//! the logic thread turns into the matching error reply (keeping that reply in order with the
+//! connection's other replies).
+//!
+//! Server messages are written by [`Reply::encode`] and the list writers straight into the
+//! caller's buffer (in practice a `ws::FrameWriter`'s), so a reply is formatted exactly once, into
+//! the frame that is sent, with no intermediate string per field.
+//!
+//! Wire format in short: `name(` fields `)`. A number field (server side) is decimal digits and a
+//! `,`; a string field is its byte length as a number field, then the bytes, with nothing after.
+
+use std::fmt;
+
+/// The largest number a client may send (`i64::MAX`, what the original server could hold).
+const MAX_NUMBER: u64 = i64::MAX as u64;
+
+/// A string that must never reach a log or a reply: a password or a room answer.
+///
+/// Its `Debug` output is redacted, so a command can be logged whole; comparing against it goes
+/// through [`Secret::matches`], which takes the same time wherever the inputs differ.
+#[derive(Clone, Default, Eq)]
+pub struct Secret(Box<[u8]>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Box<[u8]>>) -> Self {
+        Secret(bytes.into())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Constant-time equality: the time depends on the lengths only, never on where the bytes
+    /// first differ, so a client cannot guess the server password or a room answer byte by byte
+    /// from reply timings.
+    pub fn matches(&self, given: &Secret) -> bool {
+        let (secret, given) = (&self.0, &given.0);
+        let mut diff = u8::from(secret.len() != given.len());
+        for (i, &g) in given.iter().enumerate() {
+            diff |= g ^ secret.get(i).copied().unwrap_or(0);
+        }
+        std::hint::black_box(diff) == 0
+    }
+}
+
+/// Equality is [`Secret::matches`], so no comparison of secrets can leak timing.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.matches(other)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One parsed client message; field names follow `protocol.md` §4 (`mid` is the messageid `M`).
+///
+/// Numbers are `u64` holding 0..=`i64::MAX`; strings are valid UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    AddChatroom {
+        mid: u64,
+        name: String,
+        question: String,
+        answer: Secret,
+        server_password: Secret,
+    },
+    AddUser {
+        mid: u64,
+        userid: u64,
+        username: String,
+        password: Secret,
+        server_password: Secret,
+    },
+    GetChatroomDetails {
+        mid: u64,
+        room: u64,
+    },
+    GetChatroomList {
+        mid: u64,
+    },
+    GetUsers {
+        mid: u64,
+        status: u64,
+        server_password: Secret,
+    },
+    GetUsersInChatroom {
+        mid: u64,
+        room: u64,
+    },
+    JoinChatroom {
+        mid: u64,
+        room: u64,
+        leave_others: bool,
+        answer: Secret,
+    },
+    LeaveChatroom {
+        mid: u64,
+        room: u64,
+    },
+    Login {
+        mid: u64,
+        username: String,
+        password: Secret,
+    },
+    Logout {
+        mid: u64,
+        disconnect: bool,
+    },
+    Nop,
+    RemoveChatroom {
+        mid: u64,
+        room: u64,
+        server_password: Secret,
+    },
+    RemoveUser {
+        mid: u64,
+        userid: u64,
+        server_password: Secret,
+    },
+    Send {
+        mid: u64,
+        room: u64,
+        message: String,
+    },
+    SendTo {
+        mid: u64,
+        client: u64,
+        userid: u64,
+        message: String,
+    },
+    SendToAll {
+        server_password: Secret,
+        mid: u64,
+        message: String,
+    },
+    SendSnap {
+        mid: u64,
+        to_userid: u64,
+        expire: u64,
+        readtime: u64,
+        message: String,
+    },
+    GetSnaps {
+        mid: u64,
+    },
+    ReadSnap {
+        mid: u64,
+        snap: u64,
+    },
+}
+
+/// Why a client message could not be parsed; each maps to one error reply (§2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// No known command name followed by `(` (the empty message included):
+    /// `error(32,That message was not understood.)`.
+    UnknownCommand,
+    /// A known command with unparsable fields: `error(27,Syntax error in parameters.M,)`, or
+    /// without `M,` when `mid` is `None` (the messageid had not been read).
+    Syntax { mid: Option<u64> },
+}
+
+/// Parses one client message (one whole WebSocket message). Never panics.
+pub fn parse(msg: &[u8]) -> Result<Command, ParseError> {
+    let Some(open) = msg.iter().position(|&b| b == b'(') else {
+        return Err(ParseError::UnknownCommand);
+    };
+    let fields = fields_parser(&msg[..open]).ok_or(ParseError::UnknownCommand)?;
+    // The closing `)` is checked before any field is read: a message cut short is malformed as a
+    // whole, whatever its fields look like, so its error carries no messageid.
+    let body = msg[open + 1..]
+        .strip_suffix(b")")
+        .ok_or(ParseError::Syntax { mid: None })?;
+    fields(&mut Fields {
+        rest: body,
+        mid: None,
+    })
+}
+
+type FieldsParser = fn(&mut Fields<'_>) -> Result<Command, ParseError>;
+
+/// The field parser for a command name. Struct fields are evaluated in the order written, which
+/// is the wire order.
+fn fields_parser(name: &[u8]) -> Option<FieldsParser> {
+    Some(match name {
+        b"addchatroom" => |f| {
+            Ok(Command::AddChatroom {
+                mid: f.mid()?,
+                name: f.string()?,
+                question: f.string()?,
+                answer: f.secret()?,
+                server_password: f.secret()?,
+            })
+        },
+        b"adduser" => |f| {
+            Ok(Command::AddUser {
+                mid: f.mid()?,
+                userid: f.number()?,
+                username: f.string()?,
+                password: f.secret()?,
+                server_password: f.secret()?,
+            })
+        },
+        b"getchatroomdetails" => |f| {
+            Ok(Command::GetChatroomDetails {
+                mid: f.mid()?,
+                room: f.number()?,
+            })
+        },
+        b"getchatroomlist" => |f| Ok(Command::GetChatroomList { mid: f.mid()? }),
+        b"getusers" => |f| {
+            Ok(Command::GetUsers {
+                mid: f.mid()?,
+                status: f.number()?,
+                server_password: f.secret()?,
+            })
+        },
+        b"getusersinchatroom" => |f| {
+            Ok(Command::GetUsersInChatroom {
+                mid: f.mid()?,
+                room: f.number()?,
+            })
+        },
+        b"joinchatroom" => |f| {
+            Ok(Command::JoinChatroom {
+                mid: f.mid()?,
+                room: f.number()?,
+                leave_others: f.number()? != 0,
+                answer: f.secret()?,
+            })
+        },
+        b"leavechatroom" => |f| {
+            Ok(Command::LeaveChatroom {
+                mid: f.mid()?,
+                room: f.number()?,
+            })
+        },
+        b"login" => |f| {
+            Ok(Command::Login {
+                mid: f.mid()?,
+                username: f.string()?,
+                password: f.secret()?,
+            })
+        },
+        b"logout" => |f| {
+            Ok(Command::Logout {
+                mid: f.mid()?,
+                disconnect: f.number()? != 0,
+            })
+        },
+        b"nop" => |_| Ok(Command::Nop),
+        b"removechatroom" => |f| {
+            Ok(Command::RemoveChatroom {
+                mid: f.mid()?,
+                room: f.number()?,
+                server_password: f.secret()?,
+            })
+        },
+        b"removeuser" => |f| {
+            Ok(Command::RemoveUser {
+                mid: f.mid()?,
+                userid: f.number()?,
+                server_password: f.secret()?,
+            })
+        },
+        b"send" => |f| {
+            Ok(Command::Send {
+                mid: f.mid()?,
+                room: f.number()?,
+                message: f.string()?,
+            })
+        },
+        b"sendto" => |f| {
+            Ok(Command::SendTo {
+                mid: f.mid()?,
+                client: f.number()?,
+                userid: f.number()?,
+                message: f.string()?,
+            })
+        },
+        b"sendtoall" => |f| {
+            Ok(Command::SendToAll {
+                server_password: f.secret()?,
+                mid: f.mid()?,
+                message: f.string()?,
+            })
+        },
+        b"sendsnap" => |f| {
+            Ok(Command::SendSnap {
+                mid: f.mid()?,
+                to_userid: f.number()?,
+                expire: f.number()?,
+                readtime: f.number()?,
+                message: f.string()?,
+            })
+        },
+        b"getsnaps" => |f| Ok(Command::GetSnaps { mid: f.mid()? }),
+        b"readsnap" => |f| {
+            Ok(Command::ReadSnap {
+                mid: f.mid()?,
+                snap: f.number()?,
+            })
+        },
+        _ => return None,
+    })
+}
+
+/// Reads the fields of a message body (between `(` and the final `)`), left to right.
+///
+/// When the body is used up, every further field is missing and takes its default (0 or the
+/// empty string): that is how optional trailing fields work.
+struct Fields<'a> {
+    rest: &'a [u8],
+    /// The messageid once read, for the syntax-error reply.
+    mid: Option<u64>,
+}
+
+impl Fields<'_> {
+    fn syntax_error(&self) -> ParseError {
+        ParseError::Syntax { mid: self.mid }
+    }
+
+    fn mid(&mut self) -> Result<u64, ParseError> {
+        let mid = self.number()?;
+        self.mid = Some(mid);
+        Ok(mid)
+    }
+
+    /// Digits ended by `,` or by the end of the body; no digits at all is 0.
+    fn number(&mut self) -> Result<u64, ParseError> {
+        let (digits, rest) = match self.rest.iter().position(|&b| b == b',') {
+            Some(comma) => (&self.rest[..comma], &self.rest[comma + 1..]),
+            None => (self.rest, &[][..]),
+        };
+        let mut value = 0u64;
+        for &b in digits {
+            value = match b {
+                b'0'..=b'9' => value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                    .filter(|&v| v <= MAX_NUMBER)
+                    .ok_or_else(|| self.syntax_error())?,
+                _ => return Err(self.syntax_error()),
+            };
+        }
+        self.rest = rest;
+        Ok(value)
+    }
+
+    /// A length number, then exactly that many bytes of UTF-8.
+    fn string(&mut self) -> Result<String, ParseError> {
+        let len = self.number()?;
+        let (bytes, rest) = usize::try_from(len)
+            .ok()
+            .and_then(|len| self.rest.split_at_checked(len))
+            .ok_or_else(|| self.syntax_error())?;
+        let s = std::str::from_utf8(bytes).map_err(|_| self.syntax_error())?;
+        self.rest = rest;
+        Ok(s.to_owned())
+    }
+
+    fn secret(&mut self) -> Result<Secret, ParseError> {
+        Ok(Secret::new(self.string()?.into_bytes()))
+    }
+}
+
+/// Error texts, byte for byte as clients match them (§4, §6).
+pub mod error_text {
+    pub const NOT_UNDERSTOOD: &str = "That message was not understood.";
+    pub const SYNTAX: &str = "Syntax error in parameters.";
+    pub const WRONG_SERVER_PASSWORD: &str = "Incorrect server password.";
+    pub const USERID_IN_USE: &str = "That userid is already in use.";
+    pub const USERNAME_IN_USE: &str = "That user name is already in use.";
+    pub const USERID_ZERO: &str = "Userid must not be 0.";
+    pub const ROOM_NOT_FOUND: &str = "That chatroom wasn't found.";
+    pub const INVALID_STATUS: &str = "Invalid status code.";
+    /// `getusersinchatroom` by a non-member.
+    pub const NOT_A_MEMBER: &str = "You are not in that chatroom.";
+    pub const ALREADY_MEMBER: &str = "You're already in this chatroom.";
+    pub const WRONG_ANSWER: &str = "Sorry. That answer was wrong.";
+    /// `leavechatroom` by a non-member.
+    pub const NOT_IN_THIS_ROOM: &str = "You're not in this chatroom.";
+    /// `send` by a non-member.
+    pub const NOT_IN_THAT_ROOM: &str = "You're not in that chatroom.";
+    pub const INCORRECT_LOGIN: &str = "Incorrect login.";
+    pub const ALREADY_LOGGED_OUT: &str = "You are already logged out.";
+    pub const USER_NOT_FOUND: &str = "That user wasn't found.";
+    pub const USER_LOGGED_IN: &str = "That user is still logged in.";
+    pub const NOT_ONLINE: &str = "That person is not online.";
+    pub const SENDSNAP_LOGIN: &str = "You must be logged in to send a snap.";
+    pub const GETSNAPS_LOGIN: &str = "You need to be logged in to use getsnaps.";
+    pub const READSNAP_LOGIN: &str = "You need to be logged in to readsnap.";
+    pub const SNAP_NOT_FOUND: &str = "That snap wasn't found.";
+    pub const NOT_YOUR_SNAP: &str = "That is not your snap.";
+}
+
+/// A server message of fixed shape (§5); the three list replies have their own writers
+/// ([`ChatroomListWriter`], [`UsersWriter`], [`MembersWriter`]) because their length is open.
+///
+/// Field names follow the spec: `mid` = M, `room` = R, `client` = C, `user` = U, `snap` = S.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply<'a> {
+    YourChatClientId {
+        client: u64,
+    },
+    Success {
+        mid: u64,
+    },
+    /// `error(text,M,)`, or `error(text)` when `mid` is `None`.
+    Error {
+        text: &'a str,
+        mid: Option<u64>,
+    },
+    ChatroomCreated {
+        mid: u64,
+        room: u64,
+        name: &'a str,
+        info: u64,
+        count: u64,
+    },
+    ChatroomDetails {
+        mid: u64,
+        room: u64,
+        name: &'a str,
+        info: u64,
+        count: u64,
+        question: &'a str,
+    },
+    ChatroomWasDeleted {
+        mid: u64,
+        room: u64,
+    },
+    UserJoinedChatroom {
+        mid: u64,
+        room: u64,
+        client: u64,
+        user: u64,
+        username: &'a str,
+        count: u64,
+    },
+    UserLeftChatroom {
+        mid: u64,
+        room: u64,
+        client: u64,
+        user: u64,
+        username: &'a str,
+        count: u64,
+    },
+    Chat {
+        mid: u64,
+        room: u64,
+        client: u64,
+        user: u64,
+        message: &'a str,
+    },
+    Msg {
+        mid: u64,
+        client: u64,
+        user: u64,
+        message: &'a str,
+    },
+    PrivateMessage {
+        client: u64,
+        user: u64,
+        username: &'a str,
+        message: &'a str,
+    },
+    SnapSent {
+        mid: u64,
+        snap: u64,
+    },
+    Snap {
+        snap: u64,
+        to: u64,
+        from: u64,
+        sent: u64,
+        received: u64,
+        readtime: u64,
+        message: &'a str,
+    },
+}
+
+impl Reply<'_> {
+    /// Appends the message to `buf`.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        match *self {
+            Reply::YourChatClientId { client } => Enc::open(buf, "yourchatclientid").num(client),
+            Reply::Success { mid } => Enc::open(buf, "success").num(mid),
+            Reply::Error { text, mid } => {
+                let e = Enc::open(buf, "error").str(text);
+                match mid {
+                    Some(mid) => e.num(mid),
+                    None => e,
+                }
+            }
+            Reply::ChatroomCreated {
+                mid,
+                room,
+                name,
+                info,
+                count,
+            } => Enc::open(buf, "chatroomcreated")
+                .num(mid)
+                .num(room)
+                .str(name)
+                .num(info)
+                .num(count),
+            Reply::ChatroomDetails {
+                mid,
+                room,
+                name,
+                info,
+                count,
+                question,
+            } => Enc::open(buf, "chatroomdetails")
+                .num(mid)
+                .num(room)
+                .str(name)
+                .num(info)
+                .num(count)
+                .str(question),
+            Reply::ChatroomWasDeleted { mid, room } => {
+                Enc::open(buf, "chatroomwasdeleted").num(mid).num(room)
+            }
+            Reply::UserJoinedChatroom {
+                mid,
+                room,
+                client,
+                user,
+                username,
+                count,
+            } => Enc::open(buf, "userjoinedchatroom")
+                .num(mid)
+                .num(room)
+                .num(client)
+                .num(user)
+                .str(username)
+                .num(count),
+            Reply::UserLeftChatroom {
+                mid,
+                room,
+                client,
+                user,
+                username,
+                count,
+            } => Enc::open(buf, "userleftchatroom")
+                .num(mid)
+                .num(room)
+                .num(client)
+                .num(user)
+                .str(username)
+                .num(count),
+            Reply::Chat {
+                mid,
+                room,
+                client,
+                user,
+                message,
+            } => Enc::open(buf, "chat")
+                .num(mid)
+                .num(room)
+                .num(client)
+                .num(user)
+                .str(message),
+            Reply::Msg {
+                mid,
+                client,
+                user,
+                message,
+            } => Enc::open(buf, "msg")
+                .num(mid)
+                .num(client)
+                .num(user)
+                .str(message),
+            Reply::PrivateMessage {
+                client,
+                user,
+                username,
+                message,
+            } => Enc::open(buf, "privatemessage")
+                .num(client)
+                .num(user)
+                .str(username)
+                .str(message),
+            Reply::SnapSent { mid, snap } => Enc::open(buf, "snap_sent").num(mid).num(snap),
+            Reply::Snap {
+                snap,
+                to,
+                from,
+                sent,
+                received,
+                readtime,
+                message,
+            } => Enc::open(buf, "snap")
+                .num(snap)
+                .num(to)
+                .num(from)
+                .num(sent)
+                .num(received)
+                .num(readtime)
+                .str(message),
+        };
+        buf.push(b')');
+    }
+}
+
+/// Appends fields to a message being written; the caller writes the closing `)`.
+struct Enc<'b>(&'b mut Vec<u8>);
+
+impl<'b> Enc<'b> {
+    fn open(buf: &'b mut Vec<u8>, name: &str) -> Self {
+        buf.extend_from_slice(name.as_bytes());
+        buf.push(b'(');
+        Enc(buf)
+    }
+
+    fn num(self, n: u64) -> Self {
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.0.push(b',');
+        self
+    }
+
+    fn str(self, s: &str) -> Self {
+        let e = self.num(s.len() as u64);
+        e.0.extend_from_slice(s.as_bytes());
+        e
+    }
+}
+
+/// Writes `chatroomlist(M,` `[R,name,info,count,]…` `)`: [`room`](Self::room) per room, then
+/// [`finish`](Self::finish).
+pub struct ChatroomListWriter<'b>(Enc<'b>);
+
+impl<'b> ChatroomListWriter<'b> {
+    pub fn new(buf: &'b mut Vec<u8>, mid: u64) -> Self {
+        ChatroomListWriter(Enc::open(buf, "chatroomlist").num(mid))
+    }
+
+    pub fn room(self, room: u64, name: &str, info: u64, count: u64) -> Self {
+        ChatroomListWriter(self.0.num(room).str(name).num(info).num(count))
+    }
+
+    pub fn finish(self) {
+        self.0.0.push(b')');
+    }
+}
+
+/// Writes `users(M,` `[U,username,status,]…` `)`: [`user`](Self::user) per user, then
+/// [`finish`](Self::finish).
+pub struct UsersWriter<'b>(Enc<'b>);
+
+impl<'b> UsersWriter<'b> {
+    pub fn new(buf: &'b mut Vec<u8>, mid: u64) -> Self {
+        UsersWriter(Enc::open(buf, "users").num(mid))
+    }
+
+    pub fn user(self, user: u64, username: &str, status: u64) -> Self {
+        UsersWriter(self.0.num(user).str(username).num(status))
+    }
+
+    pub fn finish(self) {
+        self.0.0.push(b')');
+    }
+}
+
+/// Writes `usersinchatroom(M,R,` `[C,U,username]…` `)`: [`member`](Self::member) per member,
+/// then [`finish`](Self::finish).
+pub struct MembersWriter<'b>(Enc<'b>);
+
+impl<'b> MembersWriter<'b> {
+    pub fn new(buf: &'b mut Vec<u8>, mid: u64, room: u64) -> Self {
+        MembersWriter(Enc::open(buf, "usersinchatroom").num(mid).num(room))
+    }
+
+    pub fn member(self, client: u64, user: u64, username: &str) -> Self {
+        MembersWriter(self.0.num(client).num(user).str(username))
+    }
+
+    pub fn finish(self) {
+        self.0.0.push(b')');
+    }
+}
+
+#[cfg(test)]
+mod tests;
