@@ -1,0 +1,103 @@
+//! Every limit and knob of the server, in one place.
+//!
+//! Each field is also a command-line flag (see `main.rs`); the defaults below are what a small
+//! team gets without thinking about it.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Server configuration. Build it with [`Config::new`] and adjust fields as needed.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on. Default `0.0.0.0` (all IPv4 interfaces).
+    pub bind: IpAddr,
+    /// TCP port; 0 picks a free one (the chosen port is printed).
+    pub port: u16,
+    /// The server password gating admin commands. Never logged.
+    pub server_password: String,
+    /// Largest WebSocket message (and frame) accepted, in bytes. Default 64 KiB; a larger one
+    /// closes the connection with 1009. Bigger allows longer chat messages, costs memory per
+    /// connection while a message is being received.
+    pub max_message_size: usize,
+    /// Largest HTTP request head, in bytes. Default 8 KiB; larger gets 431.
+    pub max_head_size: usize,
+    /// Time allowed from TCP accept to a complete HTTP request head (slowloris defence).
+    /// Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Bytes that may wait in one connection's outbound queue. Default 1 MiB; a client that lets
+    /// more pile up (it does not read) is closed with 1008. Larger tolerates slower readers and
+    /// bigger bursts, and costs that much memory per slow client.
+    pub max_outbound: usize,
+    /// A connection that has sent nothing for this long is pinged. Default 30 s.
+    pub ping_interval: Duration,
+    /// A connection that has sent nothing (not even a pong) for this long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// How long a close handshake or a graceful shutdown may take before sockets are dropped.
+    /// Default 2 s.
+    pub close_timeout: Duration,
+    /// Most simultaneous connections (HTTP and WebSocket). Default: the process's open-file
+    /// limit minus a margin for the listener, the poller and logs. Past it new connections are
+    /// accepted and closed at once, so the listen queue never fills and the loop never spins.
+    pub max_connections: usize,
+    /// How long a graceful shutdown waits for clients to answer the close frame. Default 1.5 s,
+    /// so the process is gone within 2 s of SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// Path of the WebSocket echo endpoint (conformance testing only). Default: none.
+    pub echo_path: Option<String>,
+    /// Per-connection read buffer given to tungstenite. Default 4 KiB: small, because it is
+    /// allocated for every idle connection too.
+    pub read_buffer_size: usize,
+}
+
+impl Config {
+    /// The defaults, with the two values every server needs.
+    pub fn new(port: u16, server_password: impl Into<String>) -> Self {
+        Config {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port,
+            server_password: server_password.into(),
+            max_message_size: 64 * 1024,
+            max_head_size: 8 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            max_outbound: 1024 * 1024,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(2),
+            read_buffer_size: 4096,
+            max_connections: default_max_connections(),
+            shutdown_timeout: Duration::from_millis(1500),
+            echo_path: None,
+        }
+    }
+}
+
+/// File descriptors kept free for the listener, the poller, the waker, signals and logging.
+const FD_MARGIN: usize = 32;
+
+/// Raises the soft open-file limit to the hard limit and returns what the connection cap can
+/// safely be: a chat server's scale is bounded by descriptors, and the soft default (often
+/// 1024) is far below what the machine allows.
+fn default_max_connections() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024 - FD_MARGIN;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    (lim.rlim_cur.min(1 << 20) as usize)
+        .saturating_sub(FD_MARGIN)
+        .max(1)
+}

@@ -1,0 +1,143 @@
+//! `websocket PORT PASSWORD` runs the chat server; `websocket test ...` runs the self-tests.
+
+use std::io::{ErrorKind, Write};
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind as ClapErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use log::{error, info};
+
+use websocket::config::Config;
+use websocket::server::Server;
+use websocket::{crash, selftest};
+
+/// A multithreaded WebSocket chat server.
+///
+/// Open http://HOST:PORT/ in a browser for the chat page; WebSocket clients speak the command
+/// protocol on any other path, or the room dialect on /ws/chat/{room}/?nickname={nick}.
+#[derive(Parser)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the built-in self-tests: `test list`, `test all`, `test N`, `test NAME`, `test debug`.
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(required = true)]
+    port: Option<u16>,
+    /// Server password for admin commands and persistent rooms.
+    #[arg(required = true)]
+    password: Option<String>,
+    /// Address to listen on (`::` for IPv6 and IPv4).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Largest WebSocket message accepted, in bytes (larger: close 1009).
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_message_size: usize,
+    /// Largest HTTP request head, in bytes (larger: 431).
+    #[arg(long, default_value_t = 8 * 1024)]
+    max_head_size: usize,
+    /// Seconds allowed to send a complete HTTP request head.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Bytes that may queue for one client before it is closed as a slow consumer (1008).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_outbound: usize,
+    /// Seconds of silence before the server pings a client.
+    #[arg(long, default_value_t = 30)]
+    ping_interval: u64,
+    /// Seconds of silence (no pong either) before a client is closed.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout: u64,
+    /// Most simultaneous connections [default: open-file limit minus a margin].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Serve a WebSocket echo endpoint at this path (for conformance testing only).
+    #[arg(long)]
+    echo_path: Option<String>,
+}
+
+impl ServeArgs {
+    fn config(self) -> Config {
+        let mut c = Config::new(
+            self.port.unwrap_or_default(),
+            self.password.unwrap_or_default(),
+        );
+        c.bind = self.bind;
+        c.max_message_size = self.max_message_size;
+        c.max_head_size = self.max_head_size;
+        c.handshake_timeout = Duration::from_secs(self.handshake_timeout);
+        c.max_outbound = self.max_outbound;
+        c.ping_interval = Duration::from_secs(self.ping_interval);
+        c.idle_timeout = Duration::from_secs(self.idle_timeout);
+        if let Some(n) = self.max_connections {
+            c.max_connections = n;
+        }
+        c.echo_path = self.echo_path;
+        c
+    }
+}
+
+/// Prints a command-line error with the usage line (clap omits it for some errors) and exits 2.
+fn usage_error(e: clap::Error) -> ! {
+    if matches!(
+        e.kind(),
+        ClapErrorKind::DisplayHelp | ClapErrorKind::DisplayVersion
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    eprint!("{text}");
+    if !text.contains("Usage:") {
+        eprintln!("\n{}", Cli::command().render_usage());
+    }
+    std::process::exit(2);
+}
+
+fn main() -> ExitCode {
+    crash::install();
+    let cli = Cli::try_parse().unwrap_or_else(|e| usage_error(e));
+    if let Some(Command::Test { args }) = cli.command {
+        return ExitCode::from(selftest::run(&args).clamp(0, 255) as u8);
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = cli.serve.config();
+    let (bind, port) = (config.bind, config.port);
+    let server = match Server::start(config) {
+        Ok(s) => s,
+        Err(e) if e.kind() == ErrorKind::AddrInUse => {
+            error!("cannot listen on port {port}: it is already in use ({bind}:{port})");
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            error!("cannot listen on {bind}:{port}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let addr = server.local_addr();
+    println!("listening on http://{addr}/");
+    let _ = std::io::stdout().flush();
+    info!("server password set; admin commands enabled");
+    server.wait();
+    info!("bye");
+    ExitCode::SUCCESS
+}

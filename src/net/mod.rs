@@ -1,0 +1,714 @@
+//! The net thread: one mio event loop owning every socket.
+//!
+//! It accepts connections, reads HTTP heads, serves the page, upgrades to WebSocket and moves
+//! frames with tungstenite. Chat messages are parsed here (so the logic thread only applies
+//! them) and forwarded as [`ToLogic`]; what the logic thread wants sent arrives as [`ToNet`]
+//! with a [`mio::Waker`] nudge. This thread never looks at chat state.
+
+mod conn;
+mod outbox;
+
+use std::io::{self, ErrorKind, Read};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use log::{debug, error, info, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
+
+use crate::config::Config;
+use crate::events::{ConnId, Endpoint, ToLogic, ToNet};
+use crate::http::{self, Dialect, Head, Route};
+use crate::proto;
+use conn::{Conn, Phase};
+
+pub const LISTENER: Token = Token(usize::MAX - 1);
+pub const WAKER: Token = Token(usize::MAX - 2);
+const SIGNALS: Token = Token(usize::MAX - 3);
+
+/// How often deadlines, pings and idle timeouts are checked.
+const SWEEP: Duration = Duration::from_secs(1);
+/// How long accepting pauses when the process is out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// WebSocket close codes we send (RFC 6455 §7.4.1).
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// Counters for what the loop had to do about misbehaving peers, logged at shutdown.
+#[derive(Default, Debug)]
+struct Stats {
+    accepted: u64,
+    refused_over_limit: u64,
+    slow_consumers_cut: u64,
+    timed_out: u64,
+    protocol_failures: u64,
+}
+
+/// What the net thread needs from the outside.
+pub struct NetParts {
+    pub poll: Poll,
+    pub listener: TcpListener,
+    pub to_logic: Sender<ToLogic>,
+    pub from_logic: Receiver<ToNet>,
+    pub stop: Arc<AtomicBool>,
+}
+
+pub struct Net {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Signals,
+    conns: Slab<Conn>,
+    next_gen: u32,
+    to_logic: Sender<ToLogic>,
+    from_logic: Receiver<ToNet>,
+    cfg: Arc<Config>,
+    ws_cfg: WebSocketConfig,
+    stop: Arc<AtomicBool>,
+    /// Set once shutdown began: the moment by which the loop exits regardless.
+    stop_deadline: Option<Instant>,
+    accept_paused_until: Option<Instant>,
+    /// Connections with output queued since the last flush.
+    dirty: Vec<usize>,
+    stats: Stats,
+}
+
+impl Net {
+    pub fn new(parts: NetParts, cfg: Arc<Config>) -> io::Result<Net> {
+        let NetParts {
+            poll,
+            mut listener,
+            to_logic,
+            from_logic,
+            stop,
+        } = parts;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let ws_cfg = WebSocketConfig::default()
+            .read_buffer_size(cfg.read_buffer_size)
+            .write_buffer_size(0)
+            .max_message_size(Some(cfg.max_message_size))
+            .max_frame_size(Some(cfg.max_message_size))
+            .accept_unmasked_frames(false);
+        Ok(Net {
+            poll,
+            listener: Some(listener),
+            signals,
+            conns: Slab::new(),
+            next_gen: 0,
+            to_logic,
+            from_logic,
+            cfg,
+            ws_cfg,
+            stop,
+            stop_deadline: None,
+            accept_paused_until: None,
+            dirty: Vec::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Runs until shutdown completes (all connections closed, or the shutdown deadline).
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = Instant::now() + SWEEP;
+        loop {
+            let now = Instant::now();
+            let wake_at = [
+                Some(next_sweep),
+                self.accept_paused_until,
+                self.stop_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_sweep);
+            let timeout = wake_at.saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                error!("poll failed: {e}");
+                break;
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept_all(now),
+                    WAKER => self.drain_logic(now),
+                    SIGNALS => self.on_signals(now),
+                    Token(key) => {
+                        if ev.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.on_readable(key, now);
+                        }
+                    }
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) && self.stop_deadline.is_none() {
+                self.begin_shutdown(now);
+            }
+            if self.accept_paused_until.is_some_and(|t| now >= t) {
+                self.accept_paused_until = None;
+                self.accept_all(now);
+            }
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + SWEEP;
+            }
+            self.flush_dirty(now);
+            if let Some(deadline) = self.stop_deadline
+                && (self.conns.is_empty() || now >= deadline)
+            {
+                break;
+            }
+        }
+        info!(
+            "net thread stopped ({} connections left open); {:?}",
+            self.conns.len(),
+            self.stats
+        );
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            if self.accept_paused_until.is_some() {
+                return;
+            }
+            let (mut tcp, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    warn!("accept paused for {ACCEPT_BACKOFF:?}: {e}");
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+                Err(e) => {
+                    debug!("accept: {e}");
+                    continue;
+                }
+            };
+            if self.conns.len() >= self.cfg.max_connections {
+                // Accept-and-close keeps the listen queue moving: refused clients learn at
+                // once instead of timing out, and the listener never stays readable.
+                self.stats.refused_over_limit += 1;
+                if self.stats.refused_over_limit.is_power_of_two() {
+                    warn!(
+                        "connection limit {} reached; refused {} so far",
+                        self.cfg.max_connections, self.stats.refused_over_limit
+                    );
+                }
+                continue;
+            }
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut tcp, Token(key), Interest::READABLE)
+            {
+                warn!("register {peer}: {e}");
+                continue;
+            }
+            let _ = tcp.set_nodelay(true);
+            self.next_gen = self.next_gen.wrapping_add(1);
+            let id = ConnId {
+                slot: key as u32,
+                generation: self.next_gen,
+            };
+            entry.insert(Conn::new(
+                id,
+                tcp,
+                peer,
+                now,
+                now + self.cfg.handshake_timeout,
+            ));
+            self.stats.accepted += 1;
+        }
+    }
+
+    fn on_signals(&mut self, now: Instant) {
+        let signals: Vec<i32> = self.signals.pending().collect();
+        for sig in signals {
+            if self.stop_deadline.is_some() {
+                warn!("second signal {sig} during shutdown: exiting now");
+                std::process::exit(1);
+            }
+            info!("signal {sig}: shutting down");
+            self.begin_shutdown(now);
+        }
+    }
+
+    /// Stops accepting, sends every WebSocket client a 1001 close, and sets the exit deadline.
+    fn begin_shutdown(&mut self, now: Instant) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        // Whatever the logic thread already produced goes out before the close frames.
+        self.drain_logic(now);
+        let _ = self.to_logic.send(ToLogic::Shutdown);
+        self.stop_deadline = Some(now + self.cfg.shutdown_timeout);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            match self.conns[key].phase {
+                Phase::Head(_) => self.remove(key),
+                Phase::Ws { .. } => {
+                    self.close_ws(key, close::GOING_AWAY, "server shutting down", now)
+                }
+                Phase::Draining { .. } => {}
+            }
+        }
+    }
+
+    /// Applies everything the logic thread queued.
+    fn drain_logic(&mut self, now: Instant) {
+        while let Ok(msg) = self.from_logic.try_recv() {
+            match msg {
+                ToNet::Send { to, frame } => self.queue_data(to, frame, now),
+                ToNet::SendMany { to, frame } => {
+                    for id in to {
+                        self.queue_data(id, frame.clone(), now);
+                    }
+                }
+                ToNet::Close { conn, code, reason } => {
+                    if let Some(key) = self.key_of(conn) {
+                        self.close_ws(key, code, reason, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn key_of(&self, id: ConnId) -> Option<usize> {
+        let key = id.slot as usize;
+        self.conns.get(key).filter(|c| c.id == id).map(|_| key)
+    }
+
+    /// Queues an application frame, cutting the connection off if its queue is over the cap.
+    fn queue_data(&mut self, id: ConnId, frame: Bytes, now: Instant) {
+        let Some(key) = self.key_of(id) else { return };
+        let conn = &mut self.conns[key];
+        if !conn.accepts_data() {
+            return; // already closing: the peer has been told it is going away
+        }
+        conn.outbox.push(frame);
+        self.after_push(key, now);
+    }
+
+    /// Marks the connection for flushing and enforces the outbound cap.
+    fn after_push(&mut self, key: usize, now: Instant) {
+        let conn = &mut self.conns[key];
+        if conn.outbox.len() > self.cfg.max_outbound && conn.accepts_data() {
+            self.stats.slow_consumers_cut += 1;
+            warn!(
+                "{} ({}): {} bytes queued, over the {} byte cap: closing as a slow consumer",
+                conn.peer,
+                conn.id.slot,
+                conn.outbox.len(),
+                self.cfg.max_outbound
+            );
+            conn.outbox.discard_unsent();
+            self.close_ws(
+                key,
+                close::POLICY,
+                "slow consumer: outbound queue full",
+                now,
+            );
+        }
+        self.mark_dirty(key);
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// Starts a close handshake: a close frame after whatever is queued, then a deadline.
+    fn close_ws(&mut self, key: usize, code: u16, reason: &'static str, now: Instant) {
+        let conn = &mut self.conns[key];
+        let Phase::Ws { ctx, closing, .. } = &mut conn.phase else {
+            return;
+        };
+        if *closing {
+            return;
+        }
+        *closing = true;
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        if ctx.close(&mut conn.io, Some(frame)).is_err() {
+            conn.phase = Phase::Draining { write_shut: false };
+        }
+        conn.collect_ctrl();
+        conn.deadline = Some(now + self.cfg.close_timeout);
+        self.mark_dirty(key);
+    }
+
+    /// Fails the connection after a protocol violation: close frame, then no more input.
+    fn fail_ws(&mut self, key: usize, code: u16, reason: &'static str, now: Instant) {
+        self.stats.protocol_failures += 1;
+        debug!(
+            "{}: failing connection with {code}: {reason}",
+            self.conns[key].peer
+        );
+        self.close_ws(key, code, reason, now);
+        let conn = &mut self.conns[key];
+        conn.phase = Phase::Draining { write_shut: false };
+        conn.deadline = Some(now + self.cfg.close_timeout);
+    }
+
+    fn on_readable(&mut self, key: usize, now: Instant) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let keep = match self.conns[key].phase {
+            Phase::Head(_) => self.read_head(key, now),
+            Phase::Ws { .. } => self.read_ws(key, now),
+            Phase::Draining { .. } => discard_input(&mut self.conns[key]),
+        };
+        if !keep {
+            self.remove(key);
+        }
+    }
+
+    /// Reads the HTTP head; on completion answers it or upgrades. Returns false to drop.
+    fn read_head(&mut self, key: usize, now: Instant) -> bool {
+        let conn = &mut self.conns[key];
+        let Phase::Head(buf) = &mut conn.phase else {
+            return true;
+        };
+        let mut chunk = [0u8; 4096];
+        let head = loop {
+            let room = (self.cfg.max_head_size + 1)
+                .saturating_sub(buf.len())
+                .min(chunk.len());
+            match conn.io.tcp.read(&mut chunk[..room.max(1)]) {
+                Ok(0) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+            match http::parse(buf, self.cfg.max_head_size, self.cfg.echo_path.as_deref()) {
+                Head::Partial => continue,
+                other => break other,
+            }
+        };
+        let leftover = match &head {
+            Head::Complete { len, .. } => buf[*len..].to_vec(),
+            _ => Vec::new(),
+        };
+        match head {
+            Head::Partial => unreachable!("the loop only breaks on a complete or rejected head"),
+            Head::Reject(resp)
+            | Head::Complete {
+                route: Route::Respond(resp),
+                ..
+            } => {
+                conn.outbox.push(Bytes::from(resp.0));
+                conn.phase = Phase::Draining { write_shut: false };
+                conn.deadline = Some(now + self.cfg.close_timeout);
+                self.mark_dirty(key);
+                true
+            }
+            Head::Complete {
+                route: Route::Upgrade { response, dialect },
+                ..
+            } => {
+                conn.outbox.push(Bytes::from(response));
+                let ctx = WebSocketContext::from_partially_read(
+                    leftover,
+                    Role::Server,
+                    Some(self.ws_cfg),
+                );
+                if let Dialect::Chat(endpoint) = &dialect {
+                    conn.known_to_logic = true;
+                    let _ = self.to_logic.send(ToLogic::Opened {
+                        conn: conn.id,
+                        endpoint: endpoint.clone(),
+                    });
+                }
+                conn.phase = Phase::Ws {
+                    ctx: Box::new(ctx),
+                    dialect,
+                    closing: false,
+                };
+                conn.deadline = None;
+                conn.last_rx = now;
+                self.mark_dirty(key);
+                // Frames pipelined behind the head are already buffered: parse them now.
+                self.read_ws(key, now)
+            }
+        }
+    }
+
+    /// Reads frames until the socket would block. Returns false to drop the connection.
+    fn read_ws(&mut self, key: usize, now: Instant) -> bool {
+        let bomb_limit = 2 * self.cfg.max_message_size + 64 * 1024;
+        loop {
+            let conn = &mut self.conns[key];
+            let Phase::Ws { ctx, closing, .. } = &mut conn.phase else {
+                return true;
+            };
+            let result = ctx.read(&mut conn.io);
+            let closing = *closing;
+            conn.collect_ctrl();
+            if !conn.outbox.is_empty() {
+                self.mark_dirty(key);
+            }
+            let conn = &mut self.conns[key];
+            match result {
+                Ok(msg) => {
+                    conn.last_rx = now;
+                    conn.pinged = false;
+                    let data = match msg {
+                        Message::Text(t) => Bytes::from(t),
+                        Message::Binary(b) => b,
+                        Message::Ping(_)
+                        | Message::Pong(_)
+                        | Message::Close(_)
+                        | Message::Frame(_) => {
+                            continue;
+                        }
+                    };
+                    conn.io.wire_in = 0;
+                    if !closing {
+                        self.deliver(key, data, now);
+                    }
+                }
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                    if conn.io.wire_in > bomb_limit {
+                        self.fail_ws(key, close::TOO_BIG, "too many fragments", now);
+                    }
+                    return true;
+                }
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                    conn.phase = Phase::Draining { write_shut: false };
+                    conn.deadline = Some(now + self.cfg.close_timeout);
+                    self.mark_dirty(key);
+                    return true;
+                }
+                Err(
+                    WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) | WsError::Io(_),
+                ) => {
+                    return false;
+                }
+                Err(e) => {
+                    let (code, reason) = close_for(&e);
+                    self.fail_ws(key, code, reason, now);
+                    return true;
+                }
+            }
+            if self.conns[key].io.wire_in > bomb_limit {
+                self.fail_ws(key, close::TOO_BIG, "too many fragments", now);
+                return true;
+            }
+        }
+    }
+
+    /// Hands one complete message to whoever handles its dialect.
+    fn deliver(&mut self, key: usize, data: Bytes, now: Instant) {
+        let conn = &mut self.conns[key];
+        let Phase::Ws { ctx, dialect, .. } = &mut conn.phase else {
+            return;
+        };
+        match dialect {
+            Dialect::Chat(Endpoint::Protocol) => {
+                let command = proto::parse(&data);
+                let _ = self.to_logic.send(ToLogic::Command {
+                    conn: conn.id,
+                    command,
+                });
+            }
+            Dialect::Chat(Endpoint::Room { .. }) => {
+                if std::str::from_utf8(&data).is_err() {
+                    self.fail_ws(key, close::INVALID_DATA, "room messages must be UTF-8", now);
+                    return;
+                }
+                let _ = self.to_logic.send(ToLogic::RoomText {
+                    conn: conn.id,
+                    text: data,
+                });
+            }
+            Dialect::Echo => {
+                let msg = match std::str::from_utf8(&data) {
+                    Ok(_) => Message::Text(data.try_into().expect("checked UTF-8")),
+                    Err(_) => Message::Binary(data),
+                };
+                let _ = ctx
+                    .write(&mut conn.io, msg)
+                    .and_then(|_| ctx.flush(&mut conn.io));
+                conn.collect_ctrl();
+                self.after_push(key, now);
+            }
+        }
+    }
+
+    /// Writes every connection with pending output.
+    fn flush_dirty(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if !conn.dirty {
+                continue;
+            }
+            conn.dirty = false;
+            if !self.flush(key, now) {
+                self.remove(key);
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    /// Writes one connection's queue. Returns false to drop the connection.
+    fn flush(&mut self, key: usize, _now: Instant) -> bool {
+        let conn = &mut self.conns[key];
+        let drained = match conn.outbox.write_to(&mut conn.io.tcp) {
+            Ok(d) => d,
+            Err(e) => {
+                debug!("{}: write failed: {e}", conn.peer);
+                return false;
+            }
+        };
+        if drained
+            && let Phase::Draining {
+                write_shut: write_shut @ false,
+            } = &mut conn.phase
+        {
+            *write_shut = true;
+            if conn.io.tcp.shutdown(Shutdown::Write).is_err() {
+                return false;
+            }
+        }
+        if drained == conn.writable {
+            // Interest changes: WRITABLE only while output is pending.
+            conn.writable = !drained;
+            let interest = if drained {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.io.tcp, Token(key), interest)
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Enforces deadlines and liveness: handshake timeouts, close timeouts, pings, idle cut-off.
+    fn sweep(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        let mut idle = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.deadline.is_some_and(|d| now >= d) {
+                expired.push(key);
+                continue;
+            }
+            let Phase::Ws {
+                ctx,
+                closing: false,
+                ..
+            } = &mut conn.phase
+            else {
+                continue;
+            };
+            let silent = now.saturating_duration_since(conn.last_rx);
+            if silent >= self.cfg.idle_timeout {
+                idle.push(key);
+            } else if silent >= self.cfg.ping_interval && !conn.pinged {
+                conn.pinged = true;
+                let _ = ctx.write(&mut conn.io, Message::Ping(Bytes::new()));
+                conn.collect_ctrl();
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(key);
+                }
+            }
+        }
+        for key in expired {
+            self.stats.timed_out += 1;
+            debug!("{}: deadline passed, dropping", self.conns[key].peer);
+            self.remove(key);
+        }
+        for key in idle {
+            self.stats.timed_out += 1;
+            self.close_ws(key, close::GOING_AWAY, "idle timeout", now);
+        }
+    }
+
+    /// Forgets a connection, telling the logic thread if it knew it.
+    fn remove(&mut self, key: usize) {
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.io.tcp);
+        if conn.known_to_logic {
+            let _ = self.to_logic.send(ToLogic::Closed { conn: conn.id });
+        }
+    }
+}
+
+/// Reads and throws away input while draining. Returns false once the peer has closed.
+fn discard_input(conn: &mut Conn) -> bool {
+    let mut scratch = [0u8; 4096];
+    loop {
+        match conn.io.tcp.read(&mut scratch) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The close code and reason for a WebSocket error that fails the connection.
+fn close_for(e: &WsError) -> (u16, &'static str) {
+    match e {
+        WsError::Capacity(_) => (close::TOO_BIG, "message too big"),
+        WsError::Utf8(_) => (close::INVALID_DATA, "invalid UTF-8"),
+        _ => (close::PROTOCOL, "protocol error"),
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

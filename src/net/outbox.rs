@@ -1,0 +1,159 @@
+//! A connection's outbound queue: shared frames waiting for the socket.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use bytes::{Buf, Bytes};
+
+/// Most buffers handed to one `writev`.
+const MAX_IOV: usize = 64;
+
+/// Frames queued for one socket, in order. Broadcast frames are `Bytes` clones of one buffer,
+/// so queueing costs a reference count, not a copy; the kernel copy in `writev` is the only one.
+#[derive(Default)]
+pub struct Outbox {
+    queue: VecDeque<Bytes>,
+    /// Bytes waiting, summed over the queue.
+    len: usize,
+    /// True while the front frame has been partly written: it must be finished before anything
+    /// else is allowed on the wire, or the peer would see a torn frame.
+    front_started: bool,
+}
+
+impl Outbox {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push(&mut self, frame: Bytes) {
+        if !frame.is_empty() {
+            self.len += frame.len();
+            self.queue.push_back(frame);
+        }
+    }
+
+    /// Drops every frame not yet started, keeping a partly written front frame so the stream
+    /// stays well-formed. Used when a slow client is cut off: only its close frame follows.
+    pub fn discard_unsent(&mut self) {
+        let keep = usize::from(self.front_started);
+        for frame in self.queue.drain(keep..) {
+            self.len -= frame.len();
+        }
+    }
+
+    /// Writes as much as the socket takes. Returns `Ok(true)` when the queue is empty,
+    /// `Ok(false)` when the socket would block with data still queued.
+    pub fn write_to(&mut self, sock: &mut impl Write) -> io::Result<bool> {
+        while !self.queue.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for (slot, frame) in iov.iter_mut().zip(&self.queue) {
+                *slot = IoSlice::new(frame);
+                n += 1;
+            }
+            let written = match sock.write_vectored(&iov[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.consume(written);
+        }
+        Ok(true)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let front = self.queue.front_mut().expect("wrote more than was queued");
+            if n < front.len() {
+                front.advance(n);
+                self.front_started = true;
+                return;
+            }
+            n -= front.len();
+            self.queue.pop_front();
+            self.front_started = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that takes at most `cap` bytes per call, then blocks after `budget` bytes.
+    struct Trickle {
+        out: Vec<u8>,
+        cap: usize,
+        budget: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.cap).min(self.budget);
+            self.out.extend_from_slice(&buf[..n]);
+            self.budget -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writes_in_order_across_partial_writes() {
+        let mut ob = Outbox::default();
+        let shared = Bytes::from_static(b"shared-frame");
+        ob.push(Bytes::from_static(b"abc"));
+        ob.push(shared.clone());
+        ob.push(Bytes::from_static(b"xyz"));
+        assert_eq!(ob.len(), 18);
+        let mut sock = Trickle {
+            out: vec![],
+            cap: 5,
+            budget: 7,
+        };
+        assert!(!ob.write_to(&mut sock).unwrap());
+        assert_eq!(ob.len(), 11);
+        sock.budget = 100;
+        assert!(ob.write_to(&mut sock).unwrap());
+        assert_eq!(sock.out, b"abcshared-framexyz");
+        assert!(ob.is_empty());
+    }
+
+    #[test]
+    fn discard_keeps_a_torn_front_frame() {
+        let mut ob = Outbox::default();
+        ob.push(Bytes::from_static(b"0123456789"));
+        ob.push(Bytes::from_static(b"later"));
+        let mut sock = Trickle {
+            out: vec![],
+            cap: 4,
+            budget: 4,
+        };
+        assert!(!ob.write_to(&mut sock).unwrap());
+        ob.discard_unsent();
+        ob.push(Bytes::from_static(b"CLOSE"));
+        sock.budget = 100;
+        assert!(ob.write_to(&mut sock).unwrap());
+        assert_eq!(sock.out, b"0123456789CLOSE");
+    }
+
+    #[test]
+    fn discard_on_untouched_queue_drops_everything() {
+        let mut ob = Outbox::default();
+        ob.push(Bytes::from_static(b"a"));
+        ob.push(Bytes::from_static(b"b"));
+        ob.discard_unsent();
+        assert!(ob.is_empty());
+    }
+}

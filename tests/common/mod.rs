@@ -1,0 +1,245 @@
+//! Test harness: runs the real `websocket` binary on an ephemeral loopback port and talks
+//! WebSocket to it with blocking tungstenite clients. Every wait has a timeout.
+
+#![allow(dead_code)] // each test crate uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+/// How long any single expected event may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const PASSWORD: &str = "pw";
+
+/// A server process; killed on drop. Its stderr is kept and printed if the test fails.
+pub struct TestServer {
+    child: Child,
+    pub port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl TestServer {
+    /// `websocket 0 pw --bind 127.0.0.1`.
+    pub fn start() -> TestServer {
+        TestServer::start_with(&[])
+    }
+
+    /// Like [`TestServer::start`], with extra command-line flags.
+    pub fn start_with(extra: &[&str]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_websocket"))
+            .args(["0", PASSWORD, "--bind", "127.0.0.1"])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn websocket");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = stdout.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep draining so the server never blocks on a full pipe.
+            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        });
+        let line = rx
+            .recv_timeout(TIMEOUT)
+            .expect("server printed no listening line");
+        let port = line
+            .trim()
+            .strip_prefix("listening on http://127.0.0.1:")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        TestServer { child, port, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// A command-protocol client offering the `chatroom-protocol` subprotocol.
+    pub fn client(&self) -> Client {
+        self.client_at("/", Some("chatroom-protocol"))
+    }
+
+    /// A protocol client that has read its `yourchatclientid(C,)` greeting; returns C too.
+    pub fn chat_client(&self) -> (Client, u64) {
+        let mut c = self.client();
+        let id = c.client_id();
+        (c, id)
+    }
+
+    /// A WebSocket client on `path`, optionally offering a subprotocol.
+    pub fn client_at(&self, path: &str, subprotocol: Option<&str>) -> Client {
+        let mut req = format!("ws://{}{path}", self.addr())
+            .into_client_request()
+            .unwrap();
+        if let Some(p) = subprotocol {
+            req.headers_mut()
+                .insert("sec-websocket-protocol", p.parse().unwrap());
+        }
+        let stream = TcpStream::connect(self.addr()).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        let (ws, resp) = tungstenite::client(req, stream).expect("websocket handshake");
+        let protocol = resp
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.to_str().unwrap().to_string());
+        Client { ws, protocol }
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait_exit(limit)
+    }
+
+    /// Waits at most `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("---- server log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A blocking WebSocket client.
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+    /// The subprotocol the server selected, if any.
+    pub protocol: Option<String>,
+}
+
+impl Client {
+    pub fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).expect("send");
+    }
+
+    /// The next data message as text (control frames are skipped).
+    pub fn recv(&mut self) -> String {
+        match self.next_message() {
+            Message::Text(t) => t.to_string(),
+            Message::Binary(b) => String::from_utf8(b.to_vec()).expect("utf-8 binary"),
+            other => panic!("expected a data message, got {other:?}"),
+        }
+    }
+
+    /// Receives `n` messages.
+    pub fn recv_n(&mut self, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.recv()).collect()
+    }
+
+    /// The next message that is not a ping or pong.
+    pub fn next_message(&mut self) -> Message {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Ok(m) => return m,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// Reads the greeting and returns the chatclientid it carries.
+    pub fn client_id(&mut self) -> u64 {
+        let greeting = self.recv();
+        greeting
+            .strip_prefix("yourchatclientid(")
+            .and_then(|r| r.strip_suffix(",)"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("bad greeting {greeting:?}"))
+    }
+
+    /// Asserts that no data message arrives within `wait`.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        self.ws.get_mut().set_read_timeout(Some(wait)).unwrap();
+        let result = self.ws.read();
+        self.ws.get_mut().set_read_timeout(Some(TIMEOUT)).unwrap();
+        match result {
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server's close frame arrives; returns its code and reason.
+    pub fn expect_close(&mut self) -> Option<CloseFrame> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Close(frame)) => return frame,
+                Ok(_) => continue,
+                Err(e) => panic!("expected a close frame, got error {e}"),
+            }
+        }
+    }
+}
+
+/// Sends raw bytes on a fresh TCP connection and returns everything the server sends back
+/// until it closes the connection (or the timeout).
+pub fn raw_exchange(addr: &str, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
