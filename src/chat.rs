@@ -458,12 +458,10 @@ impl Chat {
             },
             Command::GetChatroomList { mid } => {
                 let mut w = FrameWriter::with_capacity(32 * self.rooms.len() + 32);
-                let list = self
-                    .rooms
-                    .iter()
-                    .fold(ChatroomListWriter::new(w.buf(), mid), |list, (&id, r)| {
-                        list.room(id, &r.name, r.info(conn), r.members.len())
-                    });
+                let mut list = ChatroomListWriter::new(w.buf(), mid);
+                for (&id, r) in &self.rooms {
+                    list.room(id, &r.name, r.info(conn), r.members.len());
+                }
                 list.finish();
                 out.push(ToNet::Send {
                     to: conn,
@@ -484,13 +482,11 @@ impl Chat {
                 Some(r) if !r.members.contains(conn) => error(out, conn, err::NOT_A_MEMBER, mid),
                 Some(r) => {
                     let mut w = FrameWriter::with_capacity(24 * r.members.len() as usize + 32);
-                    let list =
-                        r.members
-                            .iter()
-                            .fold(MembersWriter::new(w.buf(), mid, room), |list, m| {
-                                let who = self.who(m.conn);
-                                list.member(who.client, who.user, who.name)
-                            });
+                    let mut list = MembersWriter::new(w.buf(), mid, room);
+                    for m in r.members.iter() {
+                        let who = self.who(m.conn);
+                        list.member(who.client, who.user, who.name);
+                    }
                     list.finish();
                     out.push(ToNet::Send {
                         to: conn,
@@ -898,23 +894,18 @@ impl Chat {
 
     fn send_users(&self, conn: ConnId, mid: u64, status: u64, out: &mut Vec<ToNet>) {
         let mut w = FrameWriter::with_capacity(24 * self.users.order.len() + 32);
-        let list = self
-            .users
-            .order
-            .values()
-            .fold(UsersWriter::new(w.buf(), mid), |list, id| {
-                let u = &self.users.by_id[id];
-                let st = if u.conns.is_empty() {
-                    LOGGED_OUT
-                } else {
-                    LOGGED_IN
-                };
-                if status == 3 || status == st {
-                    list.user(*id, &u.name, st)
-                } else {
-                    list
-                }
-            });
+        let mut list = UsersWriter::new(w.buf(), mid);
+        for id in self.users.order.values() {
+            let u = &self.users.by_id[id];
+            let st = if u.conns.is_empty() {
+                LOGGED_OUT
+            } else {
+                LOGGED_IN
+            };
+            if status == 3 || status == st {
+                list.user(*id, &u.name, st);
+            }
+        }
         list.finish();
         out.push(ToNet::Send {
             to: conn,

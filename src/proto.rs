@@ -633,6 +633,11 @@ impl<'b> Enc<'b> {
         e.0.extend_from_slice(s.as_bytes());
         e
     }
+
+    /// A shorter-lived `Enc` on the same buffer, for appending through `&mut self`.
+    fn reborrow(&mut self) -> Enc<'_> {
+        Enc(&mut *self.0)
+    }
 }
 
 /// Writes `chatroomlist(M,` `[R,name,info,count,]…` `)`: [`room`](Self::room) per room, then
@@ -644,8 +649,8 @@ impl<'b> ChatroomListWriter<'b> {
         ChatroomListWriter(Enc::open(buf, "chatroomlist").num(mid))
     }
 
-    pub fn room(self, room: u64, name: &str, info: u64, count: u64) -> Self {
-        ChatroomListWriter(self.0.num(room).str(name).num(info).num(count))
+    pub fn room(&mut self, room: u64, name: &str, info: u64, count: u64) {
+        self.0.reborrow().num(room).str(name).num(info).num(count);
     }
 
     pub fn finish(self) {
@@ -662,8 +667,8 @@ impl<'b> UsersWriter<'b> {
         UsersWriter(Enc::open(buf, "users").num(mid))
     }
 
-    pub fn user(self, user: u64, username: &str, status: u64) -> Self {
-        UsersWriter(self.0.num(user).str(username).num(status))
+    pub fn user(&mut self, user: u64, username: &str, status: u64) {
+        self.0.reborrow().num(user).str(username).num(status);
     }
 
     pub fn finish(self) {
@@ -680,8 +685,8 @@ impl<'b> MembersWriter<'b> {
         MembersWriter(Enc::open(buf, "usersinchatroom").num(mid).num(room))
     }
 
-    pub fn member(self, client: u64, user: u64, username: &str) -> Self {
-        MembersWriter(self.0.num(client).num(user).str(username))
+    pub fn member(&mut self, client: u64, user: u64, username: &str) {
+        self.0.reborrow().num(client).num(user).str(username);
     }
 
     pub fn finish(self) {

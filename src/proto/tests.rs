@@ -541,22 +541,22 @@ fn list_writers() {
     ChatroomListWriter::new(&mut buf, 3).finish();
     assert_eq!(buf, b"chatroomlist(3,)");
     buf.clear();
-    ChatroomListWriter::new(&mut buf, 3)
-        .room(1, "a", 9, 1)
-        .room(2, "b,c", 8, 0)
-        .finish();
+    let mut list = ChatroomListWriter::new(&mut buf, 3);
+    list.room(1, "a", 9, 1);
+    list.room(2, "b,c", 8, 0);
+    list.finish();
     assert_eq!(buf, b"chatroomlist(3,1,1,a9,1,2,3,b,c8,0,)");
     buf.clear();
-    UsersWriter::new(&mut buf, 4)
-        .user(42, "alice", 1)
-        .user(7, "", 2)
-        .finish();
+    let mut list = UsersWriter::new(&mut buf, 4);
+    list.user(42, "alice", 1);
+    list.user(7, "", 2);
+    list.finish();
     assert_eq!(buf, b"users(4,42,5,alice1,7,0,2,)");
     buf.clear();
-    MembersWriter::new(&mut buf, 5, 1)
-        .member(1, 42, "alice")
-        .member(2, 0, "")
-        .finish();
+    let mut list = MembersWriter::new(&mut buf, 5, 1);
+    list.member(1, 42, "alice");
+    list.member(2, 0, "");
+    list.finish();
     assert_eq!(buf, b"usersinchatroom(5,1,1,42,5,alice2,0,0,)");
 }
 
@@ -960,18 +960,29 @@ proptest! {
         members in proptest::collection::vec((any::<u64>(), any::<u64>(), ".{0,12}"), 0..20),
     ) {
         let mut buf = Vec::new();
-        let w = rooms.iter().fold(ChatroomListWriter::new(&mut buf, mid), |w, (r, name, info, count)| w.room(*r, name, *info, *count));
-        w.finish();
+        let mut list = ChatroomListWriter::new(&mut buf, mid);
+        for (r, name, info, count) in &rooms {
+            list.room(*r, name, *info, *count);
+        }
+        list.finish();
         let want: Vec<_> = rooms.iter().map(|(r, name, i, c)| (*r, name.as_str(), *i, *c)).collect();
         prop_assert_eq!(decode(&buf), Some(Decoded::ChatroomList(mid, want)));
 
         let mut buf = Vec::new();
-        users.iter().fold(UsersWriter::new(&mut buf, mid), |w, (u, name, st)| w.user(*u, name, *st)).finish();
+        let mut list = UsersWriter::new(&mut buf, mid);
+        for (u, name, st) in &users {
+            list.user(*u, name, *st);
+        }
+        list.finish();
         let want: Vec<_> = users.iter().map(|(u, name, st)| (*u, name.as_str(), *st)).collect();
         prop_assert_eq!(decode(&buf), Some(Decoded::Users(mid, want)));
 
         let mut buf = Vec::new();
-        members.iter().fold(MembersWriter::new(&mut buf, mid, room), |w, (c, u, name)| w.member(*c, *u, name)).finish();
+        let mut list = MembersWriter::new(&mut buf, mid, room);
+        for (c, u, name) in &members {
+            list.member(*c, *u, name);
+        }
+        list.finish();
         let want: Vec<_> = members.iter().map(|(c, u, name)| (*c, *u, name.as_str())).collect();
         prop_assert_eq!(decode(&buf), Some(Decoded::Members(mid, room, want)));
     }
