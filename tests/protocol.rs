@@ -474,7 +474,8 @@ fn syntax_errors_keep_the_connection_open() {
 
 #[test]
 fn lists_with_1000_rooms_users_and_members() {
-    let server = TestServer::start();
+    // 2,000 commands in one burst: over the default per-client rate limit.
+    let server = TestServer::start_with(&["--rate-limit", "0"]);
     let mut admin = clients(&server, 1).remove(0);
     let mut rooms = String::from("chatroomlist(1,");
     let mut users = String::from("users(2,");
@@ -571,4 +572,34 @@ fn url_and_protocol_clients_talk_both_ways() {
     bob.gets(&["guest1: hi url"]);
     drop(bob);
     p.gets(&["userleftchatroom(0,1,2,0,3,bob1,)"]);
+}
+
+#[test]
+fn url_names_are_percent_decoded_and_rooms_shared_by_name() {
+    let server = TestServer::start();
+    let (mut p, _) = server.chat_client();
+    p.says(
+        "addchatroom(1,5,café)",
+        &["chatroomcreated(1,1,5,café9,1,)"],
+    );
+    let mut jorg = url_client(&server, "caf%C3%A9", "J%C3%B6rg");
+    jorg.gets(&["Jörg joined café"]);
+    p.gets(&["userjoinedchatroom(0,1,2,0,5,Jörg2,)"]);
+    p.says("send(2,1,4,ça?)", &["chat(2,1,1,0,4,ça?)"]);
+    jorg.gets(&["guest1: ça?"]);
+}
+
+#[test]
+fn a_message_reaches_1000_url_clients() {
+    let server = TestServer::start();
+    let mut clients: Vec<Client> = (0..1000)
+        .map(|i| url_client(&server, "big", &format!("u{i}")))
+        .collect();
+    clients[999].send("hello, everyone");
+    for (i, c) in clients.iter_mut().enumerate() {
+        for j in i..1000 {
+            c.gets(&[&format!("u{j} joined big")]);
+        }
+        c.gets(&["u999: hello, everyone"]);
+    }
 }
