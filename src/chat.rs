@@ -10,8 +10,7 @@
 //! everyone connected: a room keeps its members in join order with an O(1) membership index, a
 //! user keeps the connections logged in as them, and snaps are indexed by user and by deadline.
 //!
-//! Invariants (kept by [`Chat::join`], [`Chat::leave`], [`Chat::delete_room`] and
-//! [`Chat::close`]): a connection lists room R in `Conn::rooms` exactly when R's `members` holds
+//! Invariants (kept by `join`, `leave`, `delete_room` and `close`): a connection lists room R in `Conn::rooms` exactly when R's `members` holds
 //! it; every member, and every connection a user lists, is in `conns`; `User::conns` holds
 //! exactly the connections whose `Conn::user` names that user.
 
@@ -325,6 +324,8 @@ impl Who<'_> {
 }
 
 impl Chat {
+    /// Empty state. `server_password` gates the admin commands (§3); it is only ever compared
+    /// in constant time and never logged.
     pub fn new(server_password: &[u8]) -> Self {
         Chat {
             server_password: Secret::new(server_password),
