@@ -1,7 +1,1164 @@
-//! The built-in `websocket test ...` self-tests (placeholder until the crash issue lands).
+//! The built-in self-tests: `websocket test list | all | N | NAME | debug [VARIANT]`.
+//!
+//! They run in-process against the components compiled into this very binary (the codec, the
+//! chat state, the HTTP head parser, the whole server over loopback), so an operator can check a
+//! deployed binary on its own machine without the source tree or a test harness. `debug` is
+//! different: it crashes the process on purpose, to show what a crash report looks like.
+//!
+//! Each self-test returns `Err(explanation)` on the first failed check. A panic inside one (a bug
+//! in the component under test) is caught by [`crash::catch_panic`], reported with its trace and
+//! counted as a failure, so one bug does not hide the other results.
 
-/// Runs the self-test selection named by `args`; returns the process exit code.
+use std::fmt::Debug;
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+use crate::chat::Chat;
+use crate::config::Config;
+use crate::crash;
+use crate::events::{ConnId, Endpoint, ToLogic, ToNet};
+use crate::http::{self, Dialect, Head, Response, Route};
+use crate::proto::{
+    self, ChatroomListWriter, Command, MembersWriter, ParseError, Reply, Secret, UsersWriter,
+    error_text,
+};
+use crate::server::Server;
+use crate::ws;
+
+/// What a self-test returns: `Err` explains the first check that failed.
+type Outcome = Result<(), String>;
+
+struct SelfTest {
+    name: &'static str,
+    about: &'static str,
+    kind: Kind,
+}
+
+enum Kind {
+    /// A check: `all` runs it, and it reports pass or fail.
+    Check(fn() -> Outcome),
+    /// `debug`: crashes the process on purpose; takes an optional [`Fault`] name.
+    Debug,
+}
+
+/// Every self-test, numbered from 1 in this order.
+const TESTS: &[SelfTest] = &[
+    SelfTest {
+        name: "codec",
+        about: "wire codec: every command shape, the error cases, replies, round trips",
+        kind: Kind::Check(codec),
+    },
+    SelfTest {
+        name: "frames",
+        about: "WebSocket frame encoding, checked against tungstenite's parser",
+        kind: Kind::Check(frames),
+    },
+    SelfTest {
+        name: "chat",
+        about: "chat state: the protocol.md example exchange, a disconnect, the room-URL dialect",
+        kind: Kind::Check(chat),
+    },
+    SelfTest {
+        name: "http",
+        about: "HTTP head parser: page, errors, limits, upgrade (RFC 6455 accept-key vector)",
+        kind: Kind::Check(http_heads),
+    },
+    SelfTest {
+        name: "loopback",
+        about: "the whole server on 127.0.0.1: page, two WebSocket clients chatting, shutdown",
+        kind: Kind::Check(loopback),
+    },
+    SelfTest {
+        name: "debug",
+        about: "crash on purpose to show the crash report (not in `all`): \
+                debug [segv|bus|ill|fpe|abort|overflow|panic]",
+        kind: Kind::Debug,
+    },
+];
+
+/// Runs the self-test selection named by `args`; returns the process exit code: the number of
+/// failed tests, or 2 for a usage error.
 pub fn run(args: &[String]) -> i32 {
-    eprintln!("no self-tests yet: {args:?}");
+    let Some((selector, rest)) = args.split_first() else {
+        eprintln!("usage: websocket test list | all | N | NAME | debug [VARIANT]");
+        return 2;
+    };
+    let selector = selector.as_str();
+    match (selector, rest) {
+        ("list", []) => {
+            for (i, t) in TESTS.iter().enumerate() {
+                println!("{:>3}  {:<9} {}", i + 1, t.name, t.about);
+            }
+            0
+        }
+        ("all", []) => run_checks(TESTS.iter().enumerate().filter_map(|(i, t)| match t.kind {
+            Kind::Check(check) => Some((i + 1, t.name, check)),
+            Kind::Debug => None,
+        })),
+        ("list" | "all", [arg, ..]) => {
+            usage_error(&format!("`test {selector}` takes no argument, got {arg:?}"))
+        }
+        _ => {
+            let found = match selector.parse::<usize>() {
+                Ok(n) => n
+                    .checked_sub(1)
+                    .and_then(|i| TESTS.get(i).map(|t| (i + 1, t))),
+                Err(_) => TESTS
+                    .iter()
+                    .enumerate()
+                    .find(|(_, t)| t.name == selector)
+                    .map(|(i, t)| (i + 1, t)),
+            };
+            let Some((number, test)) = found else {
+                return usage_error(&format!("no self-test {selector:?}"));
+            };
+            match (&test.kind, rest) {
+                (&Kind::Check(check), []) => {
+                    run_checks(std::iter::once((number, test.name, check)))
+                }
+                (Kind::Debug, []) => debug(Variant::Demo(Fault::Segv)),
+                (Kind::Debug, [variant]) => match Variant::named(variant) {
+                    Some(variant) => debug(variant),
+                    None => usage_error(&format!("unknown debug variant {variant:?}")),
+                },
+                (_, args) => usage_error(&format!("`test {selector}` does not take {args:?}")),
+            }
+        }
+    }
+}
+
+/// Prints a usage error; returns the exit code for it.
+fn usage_error(message: &str) -> i32 {
+    eprintln!("error: {message}; `websocket test list` shows the self-tests");
     2
+}
+
+/// Runs `checks` (number, name, function), printing one line each and the totals last; returns
+/// the number of failures.
+fn run_checks(checks: impl Iterator<Item = (usize, &'static str, fn() -> Outcome)>) -> i32 {
+    let (mut passed, mut failed) = (0, 0);
+    for (number, name, check) in checks {
+        let started = Instant::now();
+        let outcome =
+            crash::catch_panic(check).unwrap_or_else(|panic| Err(format!("panicked: {panic}")));
+        let ms = started.elapsed().as_millis();
+        match outcome {
+            Ok(()) => {
+                passed += 1;
+                println!("test {number} {name} ... ok ({ms} ms)");
+            }
+            Err(why) => {
+                failed += 1;
+                println!("test {number} {name} ... FAILED ({ms} ms)\n    {why}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    failed
+}
+
+/// `Err` describing the mismatch unless `got == want`.
+fn expect_eq<T: PartialEq + Debug>(what: impl std::fmt::Display, got: T, want: T) -> Outcome {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: expected {want:?}, got {got:?}"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// codec
+
+fn codec() -> Outcome {
+    let secret = |s: &str| Secret::new(s.as_bytes());
+    let ok: &[(&[u8], Command)] = &[
+        (b"nop()", Command::Nop),
+        (b"getchatroomlist(12)", Command::GetChatroomList { mid: 12 }),
+        // Missing trailing fields take their defaults; an empty number is 0.
+        (b"getchatroomlist()", Command::GetChatroomList { mid: 0 }),
+        (b"getchatroomlist(,)", Command::GetChatroomList { mid: 0 }),
+        (
+            b"getchatroomlist(9223372036854775807)",
+            Command::GetChatroomList {
+                mid: i64::MAX as u64,
+            },
+        ),
+        (
+            b"send(2,1,6,hello!)",
+            Command::Send {
+                mid: 2,
+                room: 1,
+                message: "hello!".into(),
+            },
+        ),
+        // A string's bytes may hold `,` `(` `)`; its length counts UTF-8 bytes.
+        (
+            b"send(3,1,6,a,(b)c)",
+            Command::Send {
+                mid: 3,
+                room: 1,
+                message: "a,(b)c".into(),
+            },
+        ),
+        (
+            "send(4,1,6,h\u{e9}llo)".as_bytes(),
+            Command::Send {
+                mid: 4,
+                room: 1,
+                message: "h\u{e9}llo".into(),
+            },
+        ),
+        (
+            b"addchatroom(1,5,lobby0,0,0,)",
+            Command::AddChatroom {
+                mid: 1,
+                name: "lobby".into(),
+                question: String::new(),
+                answer: Secret::default(),
+                server_password: Secret::default(),
+            },
+        ),
+        (
+            b"joinchatroom(7,1,1,6,secret)",
+            Command::JoinChatroom {
+                mid: 7,
+                room: 1,
+                leave_others: true,
+                answer: secret("secret"),
+            },
+        ),
+        (
+            b"login(4,5,alice6,secret)",
+            Command::Login {
+                mid: 4,
+                username: "alice".into(),
+                password: secret("secret"),
+            },
+        ),
+        // The password comes first in sendtoall.
+        (
+            b"sendtoall(2,pw5,1,x)",
+            Command::SendToAll {
+                server_password: secret("pw"),
+                mid: 5,
+                message: "x".into(),
+            },
+        ),
+        (
+            b"sendto(8,0,42,2,hi)",
+            Command::SendTo {
+                mid: 8,
+                client: 0,
+                userid: 42,
+                message: "hi".into(),
+            },
+        ),
+        (b"readsnap(3,9)", Command::ReadSnap { mid: 3, snap: 9 }),
+    ];
+    for (input, want) in ok {
+        expect_eq(show(input), proto::parse(input), Ok(want.clone()))?;
+    }
+
+    let unknown = Err(ParseError::UnknownCommand);
+    let syntax = |mid| Err(ParseError::Syntax { mid });
+    let bad: &[(&[u8], Result<Command, ParseError>)] = &[
+        (b"", unknown.clone()),
+        (b"hello", unknown.clone()),
+        (b"Send(1,1,1,x)", unknown.clone()),
+        (b"bogus(1)", unknown.clone()),
+        (b"nop", unknown.clone()),
+        // No closing parenthesis: malformed as a whole, so no messageid in the reply.
+        (b"send(2,1,6,hello!", syntax(None)),
+        (b"send(x,1,1,a)", syntax(None)),
+        (b"getchatroomlist(9223372036854775808)", syntax(None)),
+        (b"send(2,-1,1,a)", syntax(Some(2))),
+        (b"send(2,1,9,hello!)", syntax(Some(2))),
+        (b"send(2,1,2,\xff\xfe)", syntax(Some(2))),
+        (b"send(2,1,18446744073709551616,a)", syntax(Some(2))),
+    ];
+    for (input, want) in bad {
+        expect_eq(show(input), proto::parse(input), want.clone())?;
+    }
+
+    let replies: &[(Reply, &str)] = &[
+        (
+            Reply::YourChatClientId { client: 7 },
+            "yourchatclientid(7,)",
+        ),
+        (Reply::Success { mid: 3 }, "success(3,)"),
+        (
+            Reply::Error {
+                text: error_text::NOT_UNDERSTOOD,
+                mid: None,
+            },
+            "error(32,That message was not understood.)",
+        ),
+        (
+            Reply::Error {
+                text: error_text::SYNTAX,
+                mid: Some(5),
+            },
+            "error(27,Syntax error in parameters.5,)",
+        ),
+        (
+            Reply::ChatroomCreated {
+                mid: 1,
+                room: 1,
+                name: "lobby",
+                info: 9,
+                count: 1,
+            },
+            "chatroomcreated(1,1,5,lobby9,1,)",
+        ),
+        (
+            Reply::ChatroomDetails {
+                mid: 9,
+                room: 1,
+                name: "lobby",
+                info: 9,
+                count: 2,
+                question: "",
+            },
+            "chatroomdetails(9,1,5,lobby9,2,0,)",
+        ),
+        (
+            Reply::Chat {
+                mid: 2,
+                room: 1,
+                client: 1,
+                user: 0,
+                message: "hello!",
+            },
+            "chat(2,1,1,0,6,hello!)",
+        ),
+        (
+            Reply::Msg {
+                mid: 8,
+                client: 2,
+                user: 0,
+                message: "hi",
+            },
+            "msg(8,2,0,2,hi)",
+        ),
+        (
+            Reply::UserLeftChatroom {
+                mid: 10,
+                room: 1,
+                client: 2,
+                user: 0,
+                username: "",
+                count: 1,
+            },
+            "userleftchatroom(10,1,2,0,0,1,)",
+        ),
+        (Reply::SnapSent { mid: 1, snap: 2 }, "snap_sent(1,2,)"),
+    ];
+    for (reply, want) in replies {
+        let mut buf = Vec::new();
+        reply.encode(&mut buf);
+        expect_eq(format!("{reply:?}"), show(&buf), want.to_string())?;
+    }
+    let mut buf = Vec::new();
+    let mut list = ChatroomListWriter::new(&mut buf, 4);
+    list.room(1, "lobby", 9, 2);
+    list.room(2, "b", 0, 0);
+    list.finish();
+    expect_eq(
+        "chatroomlist",
+        show(&buf),
+        "chatroomlist(4,1,5,lobby9,2,2,1,b0,0,)".into(),
+    )?;
+    buf.clear();
+    let mut users = UsersWriter::new(&mut buf, 6);
+    users.user(42, "alice", 1);
+    users.finish();
+    expect_eq("users", show(&buf), "users(6,42,5,alice1,)".into())?;
+    buf.clear();
+    let mut members = MembersWriter::new(&mut buf, 5, 1);
+    members.member(1, 42, "alice");
+    members.finish();
+    expect_eq(
+        "usersinchatroom",
+        show(&buf),
+        "usersinchatroom(5,1,1,42,5,alice)".into(),
+    )?;
+
+    // Round trips: whatever a client sends in `send` comes out byte for byte in `chat`.
+    let long = "x".repeat(70_000);
+    for message in [
+        "",
+        "a",
+        "a,(b)c)",
+        "gr\u{fc}\u{df}e \u{1f600}",
+        "line\nbreak",
+        &long,
+    ] {
+        let wire = format!("send(5,3,{},{message})", message.len());
+        let want = Command::Send {
+            mid: 5,
+            room: 3,
+            message: message.into(),
+        };
+        if proto::parse(wire.as_bytes()) != Ok(want) {
+            return Err(format!(
+                "send with a {}-byte message does not round-trip",
+                message.len()
+            ));
+        }
+        let mut buf = Vec::new();
+        Reply::Chat {
+            mid: 5,
+            room: 3,
+            client: 1,
+            user: 0,
+            message,
+        }
+        .encode(&mut buf);
+        let want = format!("chat(5,3,1,0,{},{message})", message.len());
+        if buf != want.as_bytes() {
+            return Err(format!(
+                "chat reply for a {}-byte message: got {}",
+                message.len(),
+                show(&buf)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes as text for messages (lossy: invalid UTF-8 shows as U+FFFD).
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// frames
+
+fn frames() -> Outcome {
+    use tungstenite::protocol::frame::FrameHeader;
+    for len in [0usize, 1, 125, 126, 127, 65_535, 65_536, 200_000] {
+        let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let frame = ws::text_frame(&payload);
+        let mut cursor = std::io::Cursor::new(&frame[..]);
+        let (header, declared) = FrameHeader::parse(&mut cursor)
+            .map_err(|e| format!("{len}-byte frame: tungstenite rejects the header: {e}"))?
+            .ok_or_else(|| format!("{len}-byte frame: header incomplete"))?;
+        let at = format!("{len}-byte frame");
+        expect_eq(&at, (header.is_final, header.mask), (true, None))?;
+        expect_eq(&at, declared as usize, len)?;
+        expect_eq(&at, cursor.position() as usize + len, frame.len())?;
+        expect_eq(&at, ws::text_payload(&frame), Some(&payload[..]))?;
+        expect_eq(&at, ws::text_payload(&frame[..frame.len() - 1]), None)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// chat
+
+/// Fixed "now" for the chat state (unix seconds): its behaviour must not depend on the clock.
+const NOW: u64 = 1_700_000_000;
+
+/// Drives a [`Chat`] with events from numbered clients and checks what each one is sent.
+struct ChatDriver {
+    chat: Chat,
+    conns: Vec<ConnId>,
+    closed: Vec<ConnId>,
+}
+
+impl ChatDriver {
+    fn new() -> Self {
+        ChatDriver {
+            chat: Chat::new(b"pw"),
+            conns: Vec::new(),
+            closed: Vec::new(),
+        }
+    }
+
+    /// Opens client number `conns.len()` and checks its greeting.
+    fn open(&mut self, endpoint: Endpoint, greeting: &[(usize, &str)]) -> Outcome {
+        let conn = ConnId {
+            slot: self.conns.len() as u32,
+            generation: 1,
+        };
+        self.conns.push(conn);
+        self.step(
+            format!("client {} opens", self.conns.len() - 1),
+            ToLogic::Opened { conn, endpoint },
+            greeting,
+        )
+    }
+
+    /// Client `from` sends `text` as a protocol message.
+    fn command(&mut self, from: usize, text: &str, want: &[(usize, &str)]) -> Outcome {
+        let conn = self.conns[from];
+        let command = proto::parse(text.as_bytes());
+        self.step(
+            format!("client {from} sends {text:?}"),
+            ToLogic::Command { conn, command },
+            want,
+        )
+    }
+
+    /// Client `from` (a room-URL connection) sends `text`.
+    fn room_text(&mut self, from: usize, text: &str, want: &[(usize, &str)]) -> Outcome {
+        let conn = self.conns[from];
+        let text = bytes::Bytes::copy_from_slice(text.as_bytes());
+        self.step(
+            format!("client {from} says {text:?}"),
+            ToLogic::RoomText { conn, text },
+            want,
+        )
+    }
+
+    fn close(&mut self, who: usize, want: &[(usize, &str)]) -> Outcome {
+        let conn = self.conns[who];
+        self.closed.push(conn);
+        self.step(
+            format!("client {who} disconnects"),
+            ToLogic::Closed { conn },
+            want,
+        )
+    }
+
+    /// Applies `event`; every client must be sent exactly its messages in `want`, in order.
+    /// Output to closed connections is ignored: the net thread drops it.
+    fn step(&mut self, what: String, event: ToLogic, want: &[(usize, &str)]) -> Outcome {
+        let mut out = Vec::new();
+        self.chat.handle(event, NOW, &mut out);
+        let mut got = vec![Vec::<String>::new(); self.conns.len()];
+        for action in out {
+            let (to, text) = match action {
+                ToNet::Send { to, frame } => (vec![to], decode(&frame)?),
+                ToNet::SendMany { to, frame } => (to, decode(&frame)?),
+                ToNet::Close { conn, code, .. } => (vec![conn], format!("<close {code}>")),
+            };
+            for conn in to.into_iter().filter(|c| !self.closed.contains(c)) {
+                let i = self.conns.iter().position(|&c| c == conn);
+                let i = i.ok_or_else(|| format!("{what}: output for unknown {conn:?}: {text}"))?;
+                got[i].push(text.clone());
+            }
+        }
+        for (i, got) in got.iter().enumerate() {
+            let want: Vec<&str> = want
+                .iter()
+                .filter(|(c, _)| *c == i)
+                .map(|&(_, t)| t)
+                .collect();
+            expect_eq(
+                format!("{what}: client {i} got"),
+                got.iter().map(String::as_str).collect(),
+                want,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn decode(frame: &[u8]) -> Result<String, String> {
+    ws::text_payload(frame)
+        .map(show)
+        .ok_or_else(|| format!("not a text frame: {frame:?}"))
+}
+
+fn chat() -> Outcome {
+    const A: usize = 0;
+    const B: usize = 1;
+    // protocol.md §8, then a disconnect (§7).
+    let mut d = ChatDriver::new();
+    d.open(Endpoint::Protocol, &[(A, "yourchatclientid(1,)")])?;
+    d.open(Endpoint::Protocol, &[(B, "yourchatclientid(2,)")])?;
+    d.command(
+        A,
+        "addchatroom(1,5,lobby0,0,0,)",
+        &[
+            (A, "chatroomcreated(1,1,5,lobby9,1,)"),
+            (B, "chatroomcreated(1,1,5,lobby8,1,)"),
+        ],
+    )?;
+    let joined = "userjoinedchatroom(7,1,2,0,0,2,)";
+    d.command(B, "joinchatroom(7,1,0,0,)", &[(A, joined), (B, joined)])?;
+    let chat = "chat(2,1,1,0,6,hello!)";
+    d.command(A, "send(2,1,6,hello!)", &[(A, chat), (B, chat)])?;
+    d.command(
+        A,
+        "adduser(3,42,5,alice6,secret2,pw)",
+        &[(A, "success(3,)")],
+    )?;
+    let alice = "userjoinedchatroom(4,1,1,42,5,alice2,)";
+    d.command(
+        A,
+        "login(4,5,alice6,secret)",
+        &[(A, alice), (A, "success(4,)"), (B, alice)],
+    )?;
+    d.command(
+        B,
+        "sendto(8,0,42,2,hi)",
+        &[(A, "msg(8,2,0,2,hi)"), (B, "success(8,)")],
+    )?;
+    d.command(
+        B,
+        "getchatroomdetails(9,1)",
+        &[(B, "chatroomdetails(9,1,5,lobby9,2,0,)")],
+    )?;
+    let left = "userleftchatroom(10,1,2,0,0,1,)";
+    d.command(B, "leavechatroom(10,1)", &[(A, left), (B, left)])?;
+    d.command(
+        B,
+        "hello",
+        &[(B, "error(32,That message was not understood.)")],
+    )?;
+    d.command(
+        B,
+        "send(11,1,2,hi)",
+        &[(B, "error(28,You're not in that chatroom.11,)")],
+    )?;
+    d.command(
+        B,
+        "send(12,1,9,hi)",
+        &[(B, "error(27,Syntax error in parameters.12,)")],
+    )?;
+    d.command(
+        A,
+        "getchatroomlist(13)",
+        &[(A, "chatroomlist(13,1,5,lobby9,1,)")],
+    )?;
+    // A was the last member of the temporary room: it goes, and everyone hears.
+    d.close(A, &[(B, "chatroomwasdeleted(0,1,)")])?;
+    d.command(B, "getchatroomlist(14)", &[(B, "chatroomlist(14,)")])?;
+
+    // The room-URL dialect (`/ws/chat/{room}/?nickname={nick}`): plain text in a room.
+    const ANN: usize = 0;
+    const BOB: usize = 1;
+    let room = |nickname: &str| Endpoint::Room {
+        room: "lobby".into(),
+        nickname: nickname.into(),
+    };
+    let mut d = ChatDriver::new();
+    d.open(room("ann"), &[(ANN, "ann joined lobby")])?;
+    d.open(
+        room("bob"),
+        &[(ANN, "bob joined lobby"), (BOB, "bob joined lobby")],
+    )?;
+    d.room_text(
+        ANN,
+        "hi, bob",
+        &[(ANN, "ann: hi, bob"), (BOB, "ann: hi, bob")],
+    )?;
+    d.close(BOB, &[(ANN, "bob left lobby")])
+}
+
+// ---------------------------------------------------------------------------------------------
+// http
+
+fn http_heads() -> Outcome {
+    const MAX_HEAD: usize = 8 * 1024;
+    let parse = |req: &[u8]| http::parse(req, MAX_HEAD, None);
+
+    let get = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n";
+    let Head::Complete {
+        len,
+        route: Route::Respond(Response(page)),
+    } = parse(get)
+    else {
+        return Err(format!("GET /: {:?}", parse(get)));
+    };
+    expect_eq("GET / head length", len, get.len())?;
+    expect_eq("GET / status", status(&page), 200)?;
+    if !page.ends_with(http::PAGE.as_bytes()) || !contains(&page, "text/html; charset=utf-8") {
+        return Err("GET / does not serve the chat page as text/html".into());
+    }
+    let head = parse(b"HEAD /index.html HTTP/1.1\r\n\r\n");
+    let Head::Complete {
+        route: Route::Respond(Response(headers)),
+        ..
+    } = head
+    else {
+        return Err(format!("HEAD /index.html: {head:?}"));
+    };
+    expect_eq("HEAD status", status(&headers), 200)?;
+    if contains(&headers, http::PAGE)
+        || !contains(&headers, &format!("content-length: {}", http::PAGE.len()))
+    {
+        return Err("HEAD must send the page's headers without the page".into());
+    }
+
+    for (req, want) in [
+        (&b"GET /nope HTTP/1.1\r\n\r\n"[..], 404),
+        (b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n", 405),
+        (b"\x00\x01 nonsense\r\n\r\n", 400),
+        (
+            b"GET / HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+              sec-websocket-version: 13\r\n\r\n",
+            400,
+        ),
+    ] {
+        let got = match parse(req) {
+            Head::Reject(Response(r))
+            | Head::Complete {
+                route: Route::Respond(Response(r)),
+                ..
+            } => status(&r),
+            other => return Err(format!("{}: {other:?}", show(req))),
+        };
+        expect_eq(format!("status for {:?}", show(req)), got, want)?;
+    }
+    expect_eq(
+        "an unfinished head",
+        parse(b"GET / HTTP/1.1\r\nHost: x"),
+        Head::Partial,
+    )?;
+    let mut huge = b"GET / HTTP/1.1\r\nx-filler: ".to_vec();
+    huge.resize(MAX_HEAD + 100, b'a');
+    match parse(&huge) {
+        Head::Reject(Response(r)) => expect_eq("status for an oversized head", status(&r), 431)?,
+        other => return Err(format!("an oversized head: {other:?}")),
+    }
+
+    // RFC 6455 §1.3: this key must be answered with this accept value (SHA-1 + base64).
+    let upgrade = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Protocol: chatroom-protocol\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let mut pipelined = upgrade.to_vec();
+    pipelined.extend_from_slice(&ws::text_frame(b"nop()"));
+    let Head::Complete {
+        len,
+        route: Route::Upgrade { response, dialect },
+    } = parse(&pipelined)
+    else {
+        return Err(format!("upgrade: {:?}", parse(upgrade)));
+    };
+    expect_eq(
+        "upgrade head length (bytes after it are frames)",
+        len,
+        upgrade.len(),
+    )?;
+    expect_eq("upgrade status", status(&response), 101)?;
+    expect_eq(
+        "upgrade dialect",
+        dialect,
+        Dialect::Chat(Endpoint::Protocol),
+    )?;
+    if !contains(
+        &response,
+        "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n",
+    ) {
+        return Err(format!(
+            "upgrade: wrong or missing accept key in {}",
+            show(&response)
+        ));
+    }
+    if !contains(&response, "sec-websocket-protocol: chatroom-protocol\r\n") {
+        return Err("upgrade: the offered chatroom-protocol was not selected".into());
+    }
+    let old = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n";
+    let Head::Complete {
+        route: Route::Respond(Response(r)),
+        ..
+    } = parse(old)
+    else {
+        return Err(format!("upgrade with version 8: {:?}", parse(old)));
+    };
+    expect_eq("status for websocket version 8", status(&r), 426)?;
+    if !contains(&r, "sec-websocket-version: 13") {
+        return Err("426 must name the supported version".into());
+    }
+    let room = b"GET /ws/chat/my%20room/?nickname=ann HTTP/1.1\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+    let Head::Complete {
+        route: Route::Upgrade { dialect, .. },
+        ..
+    } = parse(room)
+    else {
+        return Err(format!("room URL upgrade: {:?}", parse(room)));
+    };
+    let want = Endpoint::Room {
+        room: "my room".into(),
+        nickname: "ann".into(),
+    };
+    expect_eq("room URL dialect", dialect, Dialect::Chat(want))
+}
+
+/// The status code of an HTTP response, 0 if the status line is malformed.
+fn status(response: &[u8]) -> u16 {
+    response
+        .strip_prefix(b"HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// loopback
+
+/// How long any one network step of the loopback test may take.
+const NET_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn loopback() -> Outcome {
+    let mut config = Config::new(0, "pw");
+    config.bind = Ipv4Addr::LOCALHOST.into();
+    let server = Server::start(config).map_err(|e| format!("cannot start the server: {e}"))?;
+    let addr = server.local_addr();
+    let session = chat_over_loopback(addr);
+    // The client still connected answers the server's goodbye while the server shuts down.
+    let goodbye = session.map(|alice| std::thread::spawn(move || alice.expect_goodbye()));
+    // Shut down whatever happened, but never wait forever for it.
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        server.shutdown();
+        let _ = done.send(());
+    });
+    let shut_down = finished.recv_timeout(Duration::from_secs(10));
+    goodbye?
+        .join()
+        .unwrap_or_else(|_| Err("the goodbye reader panicked".into()))?;
+    shut_down.map_err(|_| "the server did not shut down within 10 s".into())
+}
+
+/// The client side of the loopback test; returns one client still connected.
+fn chat_over_loopback(addr: SocketAddr) -> Result<Client, String> {
+    let mut http = TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
+    http.set_read_timeout(Some(NET_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    http.write_all(b"GET / HTTP/1.1\r\nHost: selftest\r\n\r\n")
+        .map_err(|e| format!("send GET /: {e}"))?;
+    let mut page = Vec::new();
+    http.read_to_end(&mut page)
+        .map_err(|e| format!("read the page: {e}"))?;
+    expect_eq("GET / over TCP", status(&page), 200)?;
+
+    let mut alice = Client::connect(addr, "/", true)?;
+    let mut bob = Client::connect(addr, "/", false)?;
+    alice.expect("yourchatclientid(1,)")?;
+    bob.expect("yourchatclientid(2,)")?;
+    alice.send("addchatroom(1,5,lobby0,0,0,)")?;
+    alice.expect("chatroomcreated(1,1,5,lobby9,1,)")?;
+    bob.expect("chatroomcreated(1,1,5,lobby8,1,)")?;
+    bob.send("joinchatroom(2,1,0,0,)")?;
+    alice.expect("userjoinedchatroom(2,1,2,0,0,2,)")?;
+    bob.expect("userjoinedchatroom(2,1,2,0,0,2,)")?;
+    alice.send("send(3,1,6,hello!)")?;
+    alice.expect("chat(3,1,1,0,6,hello!)")?;
+    bob.expect("chat(3,1,1,0,6,hello!)")?;
+    bob.send("hello")?;
+    bob.expect("error(32,That message was not understood.)")?;
+    bob.close()?;
+    alice.expect("userleftchatroom(0,1,2,0,0,1,)")?;
+    Ok(alice)
+}
+
+/// A blocking WebSocket client with timeouts.
+struct Client {
+    name: String,
+    ws: WebSocket<TcpStream>,
+}
+
+impl Client {
+    /// Connects to `path`, optionally offering the `chatroom-protocol` subprotocol (which the
+    /// server must then select).
+    fn connect(addr: SocketAddr, path: &str, subprotocol: bool) -> Result<Client, String> {
+        use tungstenite::client::IntoClientRequest;
+        let name = format!("client on {path} (subprotocol {subprotocol})");
+        let stream = TcpStream::connect(addr).map_err(|e| format!("{name}: connect: {e}"))?;
+        stream
+            .set_read_timeout(Some(NET_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        stream
+            .set_write_timeout(Some(NET_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let mut request = format!("ws://{addr}{path}")
+            .into_client_request()
+            .map_err(|e| format!("{name}: {e}"))?;
+        if subprotocol {
+            let value = http::SUBPROTOCOL.parse().map_err(|e| format!("{e}"))?;
+            request
+                .headers_mut()
+                .insert("sec-websocket-protocol", value);
+        }
+        let (ws, response) =
+            tungstenite::client(request, stream).map_err(|e| format!("{name}: handshake: {e}"))?;
+        let selected = response.headers().get("sec-websocket-protocol");
+        expect_eq(
+            format!("{name}: selected subprotocol"),
+            selected.map(|v| v.as_bytes()),
+            subprotocol.then_some(http::SUBPROTOCOL.as_bytes()),
+        )?;
+        Ok(Client { name, ws })
+    }
+
+    fn send(&mut self, text: &str) -> Outcome {
+        self.ws
+            .send(Message::text(text))
+            .map_err(|e| format!("{}: send {text:?}: {e}", self.name))
+    }
+
+    /// Closes the connection properly: close frame, then wait for the server's.
+    fn close(mut self) -> Outcome {
+        self.ws
+            .close(None)
+            .map_err(|e| format!("{}: close: {e}", self.name))?;
+        self.read_until_closed()
+    }
+
+    /// A graceful shutdown says goodbye with 1001 (going away) to clients still connected.
+    fn expect_goodbye(mut self) -> Outcome {
+        match self.ws.read() {
+            Ok(Message::Close(Some(CloseFrame {
+                code: CloseCode::Away,
+                ..
+            }))) => self.read_until_closed(),
+            other => Err(format!(
+                "{}: at shutdown, expected close 1001, got {other:?}",
+                self.name
+            )),
+        }
+    }
+
+    /// Reads (which also sends tungstenite's reply to a close) until the close handshake is done.
+    fn read_until_closed(&mut self) -> Outcome {
+        loop {
+            match self.ws.read() {
+                Ok(_) => {}
+                Err(tungstenite::Error::ConnectionClosed) => return Ok(()),
+                Err(e) => return Err(format!("{}: while closing: {e}", self.name)),
+            }
+        }
+    }
+
+    fn expect(&mut self, want: &str) -> Outcome {
+        match self.ws.read() {
+            Ok(Message::Text(got)) if got.as_str() == want => Ok(()),
+            other => Err(format!("{}: expected {want:?}, got {other:?}", self.name)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// debug: crash on purpose
+
+/// The ways `websocket test debug` can crash.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// Read through a null pointer (plus a field offset).
+    Segv,
+    /// Read a mapped file past its end after it was truncated.
+    Bus,
+    /// Execute an undefined instruction.
+    Ill,
+    /// Integer division by zero in machine code (Rust's own `/` would panic instead).
+    Fpe,
+    /// `std::process::abort()`.
+    Abort,
+    /// Unbounded recursion.
+    Overflow,
+}
+
+/// What `websocket test debug VARIANT` does.
+#[derive(Clone, Copy, Debug)]
+enum Variant {
+    /// Crash the demo thread with a fault.
+    Demo(Fault),
+    /// Make the logic thread of a real server panic.
+    LogicPanic,
+}
+
+impl Variant {
+    fn named(name: &str) -> Option<Variant> {
+        Some(Variant::Demo(match name {
+            "segv" => Fault::Segv,
+            "bus" => Fault::Bus,
+            "ill" => Fault::Ill,
+            "fpe" => Fault::Fpe,
+            "abort" => Fault::Abort,
+            "overflow" => Fault::Overflow,
+            "panic" => return Some(Variant::LogicPanic),
+            _ => return None,
+        }))
+    }
+}
+
+/// Crashes as `variant` says; returns (exit code 1) only if the process unexpectedly survived.
+fn debug(variant: Variant) -> i32 {
+    let survived = match variant {
+        Variant::Demo(fault) => crash_demo_thread(fault),
+        Variant::LogicPanic => panic_logic_thread(),
+    };
+    eprintln!("error: the deliberate {variant:?} did not end the process: {survived}");
+    1
+}
+
+/// Runs the three named demo functions on a thread called 'crash-demo' until they crash.
+fn crash_demo_thread(fault: Fault) -> String {
+    eprintln!(
+        "websocket test debug: crashing on purpose ({}) in thread 'crash-demo'",
+        format!("{fault:?}").to_lowercase()
+    );
+    // A user record that is not there: a dangling pointer, the classic bug.
+    let user = match fault {
+        Fault::Bus => match truncated_mapping() {
+            Ok(page) => page,
+            Err(e) => return format!("cannot set up the bus error: {e}"),
+        },
+        _ => std::ptr::null(),
+    };
+    let user = user as usize; // raw pointers are not Send
+    let demo = std::thread::Builder::new()
+        .name("crash-demo".into())
+        .spawn(move || {
+            crash::thread_started();
+            handle_request(fault, user as *const User)
+        });
+    match demo {
+        Ok(thread) => format!("the thread returned {:?}", thread.join()),
+        Err(e) => format!("cannot start the crash-demo thread: {e}"),
+    }
+}
+
+/// What `lookup_user` believes it points at.
+#[repr(C)]
+struct User {
+    id: u64,
+    name_len: u64,
+}
+
+/// The first of three named frames the crash report must show.
+#[inline(never)]
+fn handle_request(fault: Fault, user: *const User) -> u64 {
+    black_box(lookup_user(black_box(fault), black_box(user))) + 1
+}
+
+#[inline(never)]
+fn lookup_user(fault: Fault, user: *const User) -> u64 {
+    black_box(read_user_record(black_box(fault), black_box(user), 0)) + 1
+}
+
+/// Where it goes wrong: the innermost named frame of every `debug` variant.
+#[inline(never)]
+fn read_user_record(fault: Fault, user: *const User, depth: u64) -> u64 {
+    match fault {
+        Fault::Segv | Fault::Bus => {
+            // `wrapping_byte_add`: computing the field address is fine even for a dangling
+            // pointer; the volatile read is the genuine invalid access, which no compiler removes.
+            let name_len = user.wrapping_byte_add(std::mem::offset_of!(User, name_len));
+            // SAFETY: none: reading through a dangling pointer is the bug being demonstrated.
+            unsafe { std::ptr::read_volatile(name_len.cast::<u64>()) }
+        }
+        Fault::Fpe => divide(black_box(depth + 7), black_box(depth)),
+        Fault::Ill => illegal_instruction(),
+        Fault::Abort => std::process::abort(),
+        Fault::Overflow => {
+            // A big frame, kept alive across the call so the recursion cannot become a loop.
+            let scratch = black_box([depth; 64]);
+            black_box(read_user_record(fault, user, scratch[1] + 1)) + scratch[7]
+        }
+    }
+}
+
+/// `a / b` with the CPU's divide instruction, which traps on zero.
+#[cfg(target_arch = "x86_64")]
+fn divide(a: u64, b: u64) -> u64 {
+    let quotient: u64;
+    // SAFETY: `div` only reads and writes the named registers; it traps (SIGFPE) if `b` is 0.
+    unsafe {
+        std::arch::asm!("div {b}", b = in(reg) b, inout("rax") a => quotient,
+            inout("rdx") 0u64 => _, options(nomem, nostack));
+    }
+    quotient
+}
+
+/// On CPUs whose division does not trap (e.g. ARM returns 0), raise the signal it would send.
+#[cfg(not(target_arch = "x86_64"))]
+fn divide(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        // SAFETY: `raise` has no preconditions.
+        unsafe { libc::raise(libc::SIGFPE) };
+    }
+    a.checked_div(b).unwrap_or(0)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn illegal_instruction() -> u64 {
+    // SAFETY: `ud2` raises SIGILL and touches nothing.
+    unsafe { std::arch::asm!("ud2", options(nomem, nostack)) };
+    0
+}
+
+#[cfg(target_arch = "aarch64")]
+fn illegal_instruction() -> u64 {
+    // SAFETY: `udf` raises SIGILL and touches nothing.
+    unsafe { std::arch::asm!("udf #0", options(nomem, nostack)) };
+    0
+}
+
+/// On other CPUs, raise the signal an undefined instruction would send.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn illegal_instruction() -> u64 {
+    // SAFETY: `raise` has no preconditions.
+    unsafe { libc::raise(libc::SIGILL) };
+    0
+}
+
+/// Maps a page of a temporary file, then truncates the file: reading the page raises SIGBUS.
+fn truncated_mapping() -> Result<*const User, String> {
+    let path = std::env::temp_dir().join(format!("websocket-debug-bus-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = std::fs::remove_file(&path);
+    let len = 4096;
+    file.set_len(len as u64).map_err(|e| e.to_string())?;
+    // SAFETY: a fresh shared read-only mapping of our own file; only ever read volatile.
+    let page = unsafe {
+        use std::os::fd::AsRawFd;
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+    }
+    file.set_len(0).map_err(|e| e.to_string())?;
+    Ok(page.cast())
+}
+
+/// Starts a real server and makes its logic thread panic: the process must die with a report
+/// naming thread 'logic', never keep serving without it.
+fn panic_logic_thread() -> String {
+    let mut config = Config::new(0, "pw");
+    config.bind = Ipv4Addr::LOCALHOST.into();
+    let server = match Server::start(config) {
+        Ok(server) => server,
+        Err(e) => return format!("cannot start the server: {e}"),
+    };
+    eprintln!(
+        "websocket test debug: server on {}; making its logic thread panic",
+        server.local_addr()
+    );
+    server.inject_logic_panic();
+    std::thread::sleep(Duration::from_secs(10));
+    "the server still runs 10 s after its logic thread panicked".into()
 }
