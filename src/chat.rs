@@ -363,7 +363,8 @@ impl Chat {
             ToLogic::RoomText { conn, text } => self.room_text(conn, &text, out),
             ToLogic::Closed { conn } => self.close(conn, out),
             ToLogic::Tick => self.snaps.expire(now),
-            ToLogic::Shutdown | ToLogic::InjectPanic => {}
+            // Handled by the logic thread's loop (`logic::run`), never passed in.
+            ToLogic::Shutdown | ToLogic::InjectPanic | ToLogic::Forward(_) => {}
         }
     }
 

@@ -44,6 +44,12 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Path of the WebSocket echo endpoint (conformance testing only). Default: none.
     pub echo_path: Option<String>,
+    /// Messages per second one connection may send, sustained (token bucket). Default 100; 0
+    /// turns the limit off (benchmarks). Messages over it are dropped with an error reply.
+    pub rate_limit: u32,
+    /// Messages one connection may send in a burst above `rate_limit`. Default 200. A client
+    /// that keeps sending after this many consecutive refusals is closed with 1008.
+    pub rate_burst: u32,
     /// Per-connection read buffer given to tungstenite. Default 4 KiB: small, because it is
     /// allocated for every idle connection too.
     pub read_buffer_size: usize,
@@ -67,6 +73,8 @@ impl Config {
             max_connections: default_max_connections(),
             shutdown_timeout: Duration::from_millis(1500),
             echo_path: None,
+            rate_limit: 100,
+            rate_burst: 200,
         }
     }
 }

@@ -42,6 +42,10 @@ pub enum ToLogic {
     RoomText { conn: ConnId, text: Bytes },
     /// The connection is gone (closed by either side, reset, timed out, or cut off).
     Closed { conn: ConnId },
+    /// Something the net thread itself wants sent to a chat connection (a rate-limit error, a
+    /// policy close). The logic thread passes it back unchanged after everything it already
+    /// produced, so it keeps its place in that connection's reply order.
+    Forward(ToNet),
     /// Periodic clock tick (once a second) for time-driven state such as snap expiry.
     Tick,
     /// The process is shutting down; the logic thread finishes and exits.

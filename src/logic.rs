@@ -34,6 +34,7 @@ pub fn run(mut chat: Chat, events: Receiver<ToLogic>, to_net: Sender<ToNet>, wak
                     break;
                 }
                 ToLogic::InjectPanic => panic!("injected panic (websocket test debug panic)"),
+                ToLogic::Forward(msg) => out.push(msg),
                 event => chat.handle(event, now, &mut out),
             }
         }

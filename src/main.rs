@@ -71,6 +71,12 @@ struct ServeArgs {
     /// Most simultaneous connections [default: open-file limit minus a margin].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Messages per second one client may send, sustained (0 = unlimited).
+    #[arg(long, default_value_t = 100)]
+    rate_limit: u32,
+    /// Messages one client may send in a burst above the rate limit.
+    #[arg(long, default_value_t = 200)]
+    rate_burst: u32,
     /// Serve a WebSocket echo endpoint at this path (for conformance testing only).
     #[arg(long)]
     echo_path: Option<String>,
@@ -93,6 +99,8 @@ impl ServeArgs {
             c.max_connections = n;
         }
         c.echo_path = self.echo_path;
+        c.rate_limit = self.rate_limit;
+        c.rate_burst = self.rate_burst;
         c
     }
 }

@@ -6,7 +6,7 @@
 //! ```
 //! Every phase has a deadline or a liveness check, so no connection lives forever.
 
-use std::io::{self, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::mem;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -21,19 +21,38 @@ use crate::http::Dialect;
 
 /// The socket as tungstenite sees it.
 ///
-/// Reads go to the TCP socket (counted, to bound fragment floods). Writes never touch the
+/// Reads go to the TCP socket, metered twice: a per-wake-up budget, so one fast sender cannot
+/// hold the loop while others wait, and a count of wire bytes since the last complete message,
+/// so a message built from endless tiny fragments (or a stream of pings) is caught long before
+/// it reaches any size limit. Writes never touch the
 /// socket: tungstenite's frames (pongs, close replies, echo) are collected in `ctrl` and moved
 /// onto the connection's [`Outbox`] after each call, so every byte leaves through one ordered
 /// queue and a frame from tungstenite can never be torn by a broadcast frame or vice versa.
 pub struct Io {
     pub tcp: TcpStream,
     ctrl: Vec<u8>,
-    /// Wire bytes read since the last complete message: a message built from endless tiny
-    /// fragments (or a stream of pings) shows up here long before it reaches any size limit.
+    /// Wire bytes read since the last complete message.
     pub wire_in: usize,
+    /// `wire_in` at which reading stops and the connection is failed as a fragment flood.
+    wire_limit: usize,
+    /// Bytes this connection may still read before yielding to others.
+    budget: usize,
+    /// The budget ran out with input possibly still waiting: read again on the next turn.
+    pub starved: bool,
 }
 
 impl Io {
+    /// Grants a fresh read budget for one turn of the event loop.
+    pub fn refill(&mut self, budget: usize) {
+        self.budget = budget;
+        self.starved = false;
+    }
+
+    /// True once the fragment-flood limit is reached.
+    pub fn flooded(&self) -> bool {
+        self.wire_in >= self.wire_limit
+    }
+
     /// Frames tungstenite wrote since the last call.
     pub fn take_ctrl(&mut self) -> Option<Bytes> {
         (!self.ctrl.is_empty()).then(|| Bytes::from(mem::take(&mut self.ctrl)))
@@ -42,7 +61,16 @@ impl Io {
 
 impl Read for Io {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.tcp.read(buf)?;
+        if self.flooded() {
+            return Err(io::Error::new(ErrorKind::InvalidData, "fragment flood"));
+        }
+        if self.budget == 0 {
+            self.starved = true;
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        let len = buf.len().min(self.budget);
+        let n = self.tcp.read(&mut buf[..len])?;
+        self.budget -= n;
         self.wire_in += n;
         Ok(n)
     }
@@ -94,6 +122,44 @@ pub struct Conn {
     pub dirty: bool,
     /// The logic thread was told this connection opened, so it must be told it closed.
     pub known_to_logic: bool,
+    /// Rate limit of incoming messages.
+    pub bucket: TokenBucket,
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+pub struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+    /// Messages refused in a row (reset by the next accepted one).
+    pub refused_in_a_row: u32,
+}
+
+impl TokenBucket {
+    pub fn full(burst: u32, now: Instant) -> Self {
+        TokenBucket {
+            tokens: f64::from(burst),
+            last: now,
+            refused_in_a_row: 0,
+        }
+    }
+
+    /// Takes a token if there is one. A `rate` of 0 means unlimited.
+    pub fn take(&mut self, rate: u32, burst: u32, now: Instant) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * f64::from(rate)).min(f64::from(burst.max(1)));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused_in_a_row = 0;
+            true
+        } else {
+            self.refused_in_a_row += 1;
+            false
+        }
+    }
 }
 
 impl Conn {
@@ -103,6 +169,8 @@ impl Conn {
         peer: SocketAddr,
         now: Instant,
         deadline: Instant,
+        burst: u32,
+        wire_limit: usize,
     ) -> Self {
         Conn {
             id,
@@ -111,6 +179,9 @@ impl Conn {
                 tcp,
                 ctrl: Vec::new(),
                 wire_in: 0,
+                wire_limit,
+                budget: 0,
+                starved: false,
             },
             outbox: Outbox::default(),
             phase: Phase::Head(Vec::new()),
@@ -120,6 +191,7 @@ impl Conn {
             writable: false,
             dirty: false,
             known_to_logic: false,
+            bucket: TokenBucket::full(burst, now),
         }
     }
 
@@ -133,5 +205,33 @@ impl Conn {
     /// True if application frames may still be queued.
     pub fn accepts_data(&self) -> bool {
         matches!(self.phase, Phase::Ws { closing: false, .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenBucket;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::full(3, t0);
+        assert!((0..3).all(|_| b.take(10, 3, t0)));
+        assert!(!b.take(10, 3, t0));
+        assert!(!b.take(10, 3, t0));
+        assert_eq!(b.refused_in_a_row, 2);
+        // 10 a second: one token back after 100 ms, and never more than the burst.
+        assert!(b.take(10, 3, t0 + Duration::from_millis(100)));
+        assert_eq!(b.refused_in_a_row, 0);
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| b.take(10, 3, later)).count(), 3);
+    }
+
+    #[test]
+    fn zero_rate_is_unlimited() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::full(0, t0);
+        assert!((0..10_000).all(|_| b.take(0, 0, t0)));
     }
 }

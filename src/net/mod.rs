@@ -30,7 +30,8 @@ use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 use crate::config::Config;
 use crate::events::{ConnId, Endpoint, ToLogic, ToNet};
 use crate::http::{self, Dialect, Head, Route};
-use crate::proto;
+use crate::proto::{self, Reply};
+use crate::ws::FrameWriter;
 use conn::{Conn, Phase};
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -39,6 +40,8 @@ const SIGNALS: Token = Token(usize::MAX - 3);
 
 /// How often deadlines, pings and idle timeouts are checked.
 const SWEEP: Duration = Duration::from_secs(1);
+/// Bytes one connection may read per turn of the loop before others get theirs.
+const READ_BUDGET: usize = 256 * 1024;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -60,6 +63,7 @@ struct Stats {
     slow_consumers_cut: u64,
     timed_out: u64,
     protocol_failures: u64,
+    rate_limited_cut: u64,
 }
 
 /// What the net thread needs from the outside.
@@ -87,6 +91,8 @@ pub struct Net {
     accept_paused_until: Option<Instant>,
     /// Connections with output queued since the last flush.
     dirty: Vec<usize>,
+    /// Connections that used up their read budget and may have more input waiting.
+    reread: Vec<usize>,
     stats: Stats,
 }
 
@@ -124,6 +130,7 @@ impl Net {
             stop_deadline: None,
             accept_paused_until: None,
             dirty: Vec::new(),
+            reread: Vec::new(),
             stats: Stats::default(),
         })
     }
@@ -143,7 +150,11 @@ impl Net {
             .flatten()
             .min()
             .unwrap_or(next_sweep);
-            let timeout = wake_at.saturating_duration_since(now);
+            let timeout = if self.reread.is_empty() {
+                wake_at.saturating_duration_since(now)
+            } else {
+                Duration::ZERO // starved readers are waiting: just check for new events
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != ErrorKind::Interrupted
             {
@@ -151,6 +162,9 @@ impl Net {
                 break;
             }
             let now = Instant::now();
+            for key in std::mem::take(&mut self.reread) {
+                self.on_readable(key, now);
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(now),
@@ -240,13 +254,18 @@ impl Net {
                 slot: key as u32,
                 generation: self.next_gen,
             };
-            entry.insert(Conn::new(
+            let deadline = now + self.cfg.handshake_timeout;
+            let wire_limit = 2 * self.cfg.max_message_size + 64 * 1024;
+            let conn = Conn::new(
                 id,
                 tcp,
                 peer,
                 now,
-                now + self.cfg.handshake_timeout,
-            ));
+                deadline,
+                self.cfg.rate_burst,
+                wire_limit,
+            );
+            entry.insert(conn);
             self.stats.accepted += 1;
         }
     }
@@ -474,7 +493,7 @@ impl Net {
 
     /// Reads frames until the socket would block. Returns false to drop the connection.
     fn read_ws(&mut self, key: usize, now: Instant) -> bool {
-        let bomb_limit = 2 * self.cfg.max_message_size + 64 * 1024;
+        self.conns[key].io.refill(READ_BUDGET);
         loop {
             let conn = &mut self.conns[key];
             let Phase::Ws { ctx, closing, .. } = &mut conn.phase else {
@@ -506,9 +525,13 @@ impl Net {
                         self.deliver(key, data, now);
                     }
                 }
+                Err(WsError::Io(_)) if conn.io.flooded() => {
+                    self.fail_ws(key, close::TOO_BIG, "too many fragments", now);
+                    return true;
+                }
                 Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
-                    if conn.io.wire_in > bomb_limit {
-                        self.fail_ws(key, close::TOO_BIG, "too many fragments", now);
+                    if conn.io.starved {
+                        self.reread.push(key);
                     }
                     return true;
                 }
@@ -529,10 +552,6 @@ impl Net {
                     return true;
                 }
             }
-            if self.conns[key].io.wire_in > bomb_limit {
-                self.fail_ws(key, close::TOO_BIG, "too many fragments", now);
-                return true;
-            }
         }
     }
 
@@ -542,6 +561,15 @@ impl Net {
         let Phase::Ws { ctx, dialect, .. } = &mut conn.phase else {
             return;
         };
+        let limited = matches!(dialect, Dialect::Chat(_));
+        if limited
+            && !conn
+                .bucket
+                .take(self.cfg.rate_limit, self.cfg.rate_burst, now)
+        {
+            self.refuse_over_rate(key);
+            return;
+        }
         match dialect {
             Dialect::Chat(Endpoint::Protocol) => {
                 let command = proto::parse(&data);
@@ -572,6 +600,51 @@ impl Net {
                 self.after_push(key, now);
             }
         }
+    }
+
+    /// Answers a message dropped by the rate limit; closes a client that keeps flooding.
+    ///
+    /// Both go through the logic thread ([`ToLogic::Forward`]) so they arrive after the
+    /// replies to the messages that were accepted before.
+    fn refuse_over_rate(&mut self, key: usize) {
+        const TEXT: &str = "Too many messages; slow down.";
+        let conn = &mut self.conns[key];
+        let burst = self.cfg.rate_burst.max(1);
+        let refused = conn.bucket.refused_in_a_row;
+        let msg = if refused <= burst {
+            let mut w = FrameWriter::default();
+            match &conn.phase {
+                Phase::Ws {
+                    dialect: Dialect::Chat(Endpoint::Protocol),
+                    ..
+                } => {
+                    Reply::Error {
+                        text: TEXT,
+                        mid: None,
+                    }
+                    .encode(w.buf());
+                }
+                _ => w.buf().extend_from_slice(TEXT.as_bytes()),
+            }
+            ToNet::Send {
+                to: conn.id,
+                frame: w.finish(),
+            }
+        } else if refused == burst + 1 {
+            self.stats.rate_limited_cut += 1;
+            warn!(
+                "{}: still flooding after {burst} refusals: closing",
+                conn.peer
+            );
+            ToNet::Close {
+                conn: conn.id,
+                code: close::POLICY,
+                reason: "rate limit exceeded",
+            }
+        } else {
+            return; // the close is on its way
+        };
+        let _ = self.to_logic.send(ToLogic::Forward(msg));
     }
 
     /// Writes every connection with pending output.
@@ -683,13 +756,16 @@ impl Net {
     }
 }
 
-/// Reads and throws away input while draining. Returns false once the peer has closed.
+/// Reads and throws away input while draining. Returns false once the peer has closed, or if
+/// it keeps sending more than a turn's budget: a peer we are leaving gets no more of our time.
 fn discard_input(conn: &mut Conn) -> bool {
     let mut scratch = [0u8; 4096];
+    let mut budget = READ_BUDGET;
     loop {
         match conn.io.tcp.read(&mut scratch) {
             Ok(0) => return false,
-            Ok(_) => continue,
+            Ok(n) if n >= budget => return false,
+            Ok(n) => budget -= n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return false,

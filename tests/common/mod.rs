@@ -243,3 +243,164 @@ pub fn raw_exchange(addr: &str, request: &[u8]) -> Vec<u8> {
     let _ = s.read_to_end(&mut out);
     out
 }
+
+/// A hand-rolled WebSocket client over a raw socket, for sending what well-behaved libraries
+/// refuse to: unmasked frames, lying length headers, fragment floods, garbage.
+pub struct RawWs {
+    pub stream: TcpStream,
+}
+
+/// A frame as the server sent it.
+#[derive(Debug)]
+pub struct RawFrame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// The close code, if this is a close frame that carries one.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == 0x8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+pub const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+impl RawWs {
+    /// Connects and completes the handshake on `path`.
+    pub fn connect(addr: &str, path: &str) -> RawWs {
+        RawWs::connect_with(addr, path, b"")
+    }
+
+    /// Like [`RawWs::connect`], with bytes sent in the same write as the request head.
+    pub fn connect_with(addr: &str, path: &str, pipelined: &[u8]) -> RawWs {
+        let stream = TcpStream::connect(addr).unwrap();
+        RawWs::handshake(stream, path, pipelined)
+    }
+
+    /// Completes the handshake on an already connected socket.
+    pub fn handshake(mut stream: TcpStream, path: &str, pipelined: &[u8]) -> RawWs {
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{UPGRADE}\r\n").into_bytes();
+        req.extend_from_slice(pipelined);
+        stream.write_all(&req).unwrap();
+        // Read the response head byte by byte so no frame after it is consumed.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).expect("handshake response");
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101 "),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        RawWs { stream }
+    }
+
+    /// Encodes one client frame; `mask` false produces an (illegal) unmasked frame.
+    pub fn frame(fin: bool, opcode: u8, payload: &[u8], mask: bool) -> Vec<u8> {
+        let mut f = vec![(u8::from(fin) << 7) | opcode];
+        let m = if mask { 0x80 } else { 0 };
+        match payload.len() {
+            n @ 0..=125 => f.push(m | n as u8),
+            n @ 126..=0xFFFF => {
+                f.push(m | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(m | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        if mask {
+            f.extend_from_slice(&key);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        } else {
+            f.extend_from_slice(payload);
+        }
+        f
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.send_raw(&RawWs::frame(true, 0x1, text.as_bytes(), true));
+    }
+
+    /// Reads one server frame; `None` on EOF or error.
+    pub fn read_frame(&mut self) -> Option<RawFrame> {
+        let mut h = [0u8; 2];
+        self.stream.read_exact(&mut h).ok()?;
+        assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut l = [0u8; 2];
+                self.stream.read_exact(&mut l).ok()?;
+                u16::from_be_bytes(l) as usize
+            }
+            127 => {
+                let mut l = [0u8; 8];
+                self.stream.read_exact(&mut l).ok()?;
+                u64::from_be_bytes(l) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload).ok()?;
+        Some(RawFrame {
+            fin: h[0] & 0x80 != 0,
+            opcode: h[0] & 0x0f,
+            payload,
+        })
+    }
+
+    /// Reads one data frame's payload as text (skipping pings).
+    pub fn read_text(&mut self) -> String {
+        loop {
+            let f = self.read_frame().expect("a frame");
+            if f.opcode == 0x9 {
+                continue;
+            }
+            assert_eq!(f.opcode, 0x1, "expected text, got {f:?}");
+            return String::from_utf8(f.payload).unwrap();
+        }
+    }
+
+    /// Reads frames until a close frame; returns its code.
+    pub fn expect_close_code(&mut self) -> Option<u16> {
+        loop {
+            match self.read_frame() {
+                Some(f) if f.opcode == 0x8 => return f.close_code(),
+                Some(_) => continue,
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+
+    /// True if the server has closed the TCP connection (EOF or reset) within `wait`.
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {
+                    if start.elapsed() > wait {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
