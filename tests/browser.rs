@@ -1,0 +1,129 @@
+//! End-to-end test of the browser chat page in headless Chromium.
+//!
+//! Starts the real server binary on 127.0.0.1 (`common::TestServer`), then runs the Node driver
+//! `tests/browser/e2e.mjs` (playwright-core pointed at `/usr/bin/chromium`; no browser download)
+//! against it. Screenshots land in `target/browser-artifacts/`.
+//!
+//! Needs `/usr/bin/chromium`, `node`, and `npm ci` run in `tests/browser`. Without Chromium the
+//! test is skipped with a message, except when the `CI` environment variable is set: then every
+//! missing piece is a failure.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, TestServer};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The whole browser run; the driver bounds each of its steps at 10 s and itself at 150 s.
+const E2E_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Kills the child process when dropped, so a failing assertion never leaks the driver.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn chat_page_end_to_end_in_headless_chromium() {
+    let in_ci = std::env::var_os("CI").is_some();
+    if !Path::new(CHROMIUM).exists() {
+        assert!(
+            !in_ci,
+            "{CHROMIUM} is missing, and CI is set: install the Debian packages chromium and chromium-driver"
+        );
+        println!(
+            "SKIPPED chat_page_end_to_end_in_headless_chromium: {CHROMIUM} not found \
+             (apt-get install chromium chromium-driver; set CI=1 to make this a failure)"
+        );
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let driver_dir = root.join("tests/browser");
+    assert!(
+        driver_dir.join("node_modules/playwright-core").is_dir(),
+        "tests/browser/node_modules/playwright-core is missing: run `npm ci` in tests/browser"
+    );
+
+    // The artifacts go next to the build output: <target>/browser-artifacts.
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_websocket"));
+    let target = bin
+        .parent()
+        .and_then(Path::parent)
+        .expect("binary is in <target>/<profile>/");
+    let artifacts = target.join("browser-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("create artifacts dir");
+
+    let server = TestServer::start(); // killed on drop; prints its log if the test fails
+    let url = format!("http://{}/", server.addr());
+
+    let mut node = Command::new("node");
+    node.arg("e2e.mjs")
+        .current_dir(&driver_dir)
+        .env("CHAT_URL", &url)
+        .env("CHAT_PASSWORD", PASSWORD)
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", CHROMIUM);
+    let (ok, output) = run_with_timeout(node, E2E_TIMEOUT);
+    println!("{output}");
+    assert!(
+        ok,
+        "the browser end-to-end test failed (output above; screenshots in {})",
+        artifacts.display()
+    );
+    for shot in ["page-a.png", "page-b.png"] {
+        let meta =
+            std::fs::metadata(artifacts.join(shot)).unwrap_or_else(|e| panic!("{shot}: {e}"));
+        assert!(meta.len() > 1000, "{shot} is suspiciously small");
+    }
+}
+
+/// Runs `cmd`, collecting stdout and stderr; kills it after `timeout`. Returns (success, output).
+fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (bool, String) {
+    let mut child = match cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => KillOnDrop(c),
+        Err(e) => panic!("could not run node (is Node.js installed?): {e}"),
+    };
+    let collect = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = r.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = collect(Box::new(child.0.stdout.take().unwrap()));
+    let err = collect(Box::new(child.0.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    drop(child); // kills it if it is still running, which closes the pipes
+    let mut text = out.join().unwrap_or_default();
+    text.push_str(&err.join().unwrap_or_default());
+    match status {
+        Some(s) => (s.success(), text),
+        None => (
+            false,
+            format!("{text}\nnode did not finish within {timeout:?}; killed"),
+        ),
+    }
+}
