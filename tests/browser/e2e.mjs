@@ -224,6 +224,9 @@ try {
   await B.press("#pm-text", "Enter");
   await waitRow(A, "#pm-log", "bob → you", "merci ❤️");
 
+  await noJunk(A);
+  await noJunk(B);
+
   log("screenshots of both pages in the room");
   await A.locator("#admin > summary").click(); // collapse it again, so the room list shows
   await A.locator("#admin:not([open])").waitFor();
@@ -304,6 +307,8 @@ try {
   await waitText(B, roomLog, /You left this room/);
   await waitText(A, roomLog, /bob left/);
   await waitText(A, `section.room[data-room-id="${roomId}"] .count`, /1 member\b/);
+  await waitText(B, `#rooms li[data-room-id="${roomId}"] .badges`, /^#\d+1 member🔒 questiontemporary$/);
+  await noJunk(B);
 
   log("admin: delete the room; both pages show it gone");
   await A.fill("#dr-id", roomId);
@@ -321,6 +326,8 @@ try {
     }
   }
 
+  await noJunk(A);
+  await noJunk(B);
   assert.deepEqual(pageErrors, [], "errors in the pages");
   log("PASS");
 } catch (e) {
@@ -438,6 +445,21 @@ async function flood(page, roomId, tag, n) {
     { R: roomId, tag, n },
   );
   assert.equal(sent, n);
+}
+
+/** Fails if any text in the page (hidden views included) shows a JS value by mistake. */
+async function noJunk(page) {
+  const junk = await page.evaluate(() => {
+    const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
+      acceptNode: (n) => (n.parentElement.closest("script, style, template, #debug") ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
+    });
+    const found = [];
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      if (/\b(null|undefined|NaN)\b|\[object /.test(n.textContent)) found.push(n.parentElement.outerHTML.slice(0, 200));
+    }
+    return found;
+  });
+  assert.deepEqual(junk, [], "stray null/undefined/NaN in the page");
 }
 
 async function timed(fn) {
