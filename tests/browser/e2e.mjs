@@ -44,6 +44,7 @@ function log(msg) {
 }
 
 mkdirSync(ARTIFACTS, { recursive: true });
+for (const name of ["a", "b"]) rmSync(join(ARTIFACTS, `failure-page-${name}.png`), { force: true }); // from an earlier run
 const pageErrors = [];
 const profiles = [];
 const contexts = [];
