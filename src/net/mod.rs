@@ -510,19 +510,12 @@ impl Net {
                 Ok(msg) => {
                     conn.last_rx = now;
                     conn.pinged = false;
-                    let data = match msg {
-                        Message::Text(t) => Bytes::from(t),
-                        Message::Binary(b) => b,
-                        Message::Ping(_)
-                        | Message::Pong(_)
-                        | Message::Close(_)
-                        | Message::Frame(_) => {
-                            continue;
-                        }
-                    };
+                    if !matches!(msg, Message::Text(_) | Message::Binary(_)) {
+                        continue; // control frames: tungstenite already answered them
+                    }
                     conn.io.wire_in = 0;
                     if !closing {
-                        self.deliver(key, data, now);
+                        self.deliver(key, msg, now);
                     }
                 }
                 Err(WsError::Io(_)) if conn.io.flooded() => {
@@ -555,50 +548,47 @@ impl Net {
         }
     }
 
-    /// Hands one complete message to whoever handles its dialect.
-    fn deliver(&mut self, key: usize, data: Bytes, now: Instant) {
+    /// Hands one complete data message to whoever handles its dialect.
+    fn deliver(&mut self, key: usize, msg: Message, now: Instant) {
         let conn = &mut self.conns[key];
         let Phase::Ws { ctx, dialect, .. } = &mut conn.phase else {
             return;
         };
-        let limited = matches!(dialect, Dialect::Chat(_));
-        if limited
-            && !conn
-                .bucket
-                .take(self.cfg.rate_limit, self.cfg.rate_burst, now)
+        if let Dialect::Echo = dialect {
+            let _ = ctx
+                .write(&mut conn.io, msg)
+                .and_then(|_| ctx.flush(&mut conn.io));
+            conn.collect_ctrl();
+            self.after_push(key, now);
+            return;
+        }
+        if !conn
+            .bucket
+            .take(self.cfg.rate_limit, self.cfg.rate_burst, now)
         {
             self.refuse_over_rate(key);
             return;
         }
-        match dialect {
-            Dialect::Chat(Endpoint::Protocol) => {
-                let command = proto::parse(&data);
-                let _ = self.to_logic.send(ToLogic::Command {
-                    conn: conn.id,
-                    command,
-                });
+        let data = match msg {
+            Message::Text(t) => Bytes::from(t),
+            Message::Binary(b) => b,
+            _ => return,
+        };
+        if let Dialect::Chat(Endpoint::Room { .. }) = dialect {
+            if std::str::from_utf8(&data).is_err() {
+                self.fail_ws(key, close::INVALID_DATA, "room messages must be UTF-8", now);
+                return;
             }
-            Dialect::Chat(Endpoint::Room { .. }) => {
-                if std::str::from_utf8(&data).is_err() {
-                    self.fail_ws(key, close::INVALID_DATA, "room messages must be UTF-8", now);
-                    return;
-                }
-                let _ = self.to_logic.send(ToLogic::RoomText {
-                    conn: conn.id,
-                    text: data,
-                });
-            }
-            Dialect::Echo => {
-                let msg = match std::str::from_utf8(&data) {
-                    Ok(_) => Message::Text(data.try_into().expect("checked UTF-8")),
-                    Err(_) => Message::Binary(data),
-                };
-                let _ = ctx
-                    .write(&mut conn.io, msg)
-                    .and_then(|_| ctx.flush(&mut conn.io));
-                conn.collect_ctrl();
-                self.after_push(key, now);
-            }
+            let _ = self.to_logic.send(ToLogic::RoomText {
+                conn: conn.id,
+                text: data,
+            });
+        } else {
+            let command = proto::parse(&data);
+            let _ = self.to_logic.send(ToLogic::Command {
+                conn: conn.id,
+                command,
+            });
         }
     }
 
