@@ -20,10 +20,19 @@ struct Run {
 
 /// Runs `websocket test ARGS...`, killing it (and failing the test) past [`DEADLINE`].
 fn websocket_test(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_websocket"))
+    websocket_test_with(args, None)
+}
+
+/// [`websocket_test`] with `RUST_BACKTRACE` set to `backtrace` (unset if `None`).
+fn websocket_test_with(args: &[&str], backtrace: Option<&str>) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_websocket"));
+    match backtrace {
+        Some(value) => command.env("RUST_BACKTRACE", value),
+        None => command.env_remove("RUST_BACKTRACE"),
+    };
+    let mut child = command
         .arg("test")
         .args(args)
-        .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -122,6 +131,23 @@ fn debug_segfault_reports_signal_thread_and_functions() {
         websocket_test(&["debug"]).status.signal(),
         Some(libc::SIGSEGV)
     );
+}
+
+#[test]
+fn rust_backtrace_full_shows_every_frame_with_addresses() {
+    let run = websocket_test_with(&["debug"], Some("full"));
+    assert_eq!(run.status.signal(), Some(libc::SIGSEGV));
+    // The handler's own frames and the thread start are shown too, each with its address.
+    assert_in_order(
+        &run.stderr,
+        &[
+            "on_fatal_signal",
+            "read_user_record",
+            "__rust_begin_short_backtrace",
+        ],
+    );
+    assert!(run.stderr.contains(": 0x"), "{}", run.stderr);
+    assert!(!run.stderr.contains("frames are omitted"), "{}", run.stderr);
 }
 
 #[test]
