@@ -8,9 +8,10 @@
 
 mod common;
 
-use common::{Client, TestServer};
+use common::{Client, TestServer, UPGRADE, raw_exchange};
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
+use websocket::http::MAX_ROOM_URL_FIELD;
 
 const PROBE: &str = "getchatroomdetails(424242,424242)";
 const PROBE_REPLY: &str = "error(27,That chatroom wasn't found.424242,)";
@@ -587,6 +588,67 @@ fn url_names_are_percent_decoded_and_rooms_shared_by_name() {
     p.gets(&["userjoinedchatroom(0,1,2,0,5,Jörg2,)"]);
     p.says("send(2,1,4,ça?)", &["chat(2,1,1,0,4,ça?)"]);
     jorg.gets(&["guest1: ça?"]);
+}
+
+/// The status line the server answers an upgrade request for `target` with. Only for refused
+/// upgrades: it reads until the server closes the connection, which an accepted one never does.
+fn refused_upgrade_status(server: &TestServer, target: &str) -> String {
+    let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n{UPGRADE}\r\n");
+    let response = raw_exchange(&server.addr(), request.as_bytes());
+    let response = String::from_utf8_lossy(&response);
+    response.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn bad_room_urls_get_400_at_the_handshake() {
+    let server = TestServer::start();
+    let long = "x".repeat(MAX_ROOM_URL_FIELD + 1);
+    // The limit counts decoded bytes: 65 two-byte characters are 130 bytes.
+    let long_encoded = "%C3%A9".repeat(MAX_ROOM_URL_FIELD / 2 + 1);
+    let refused = [
+        "/ws/chat/Room1/".to_string(),
+        "/ws/chat/Room1".to_string(),
+        "/ws/chat/Room1/?nickname=".to_string(),
+        "/ws/chat/Room1/?nickname".to_string(),
+        "/ws/chat/Room1/?nick=bob".to_string(),
+        "/ws/chat//?nickname=bob".to_string(),
+        format!("/ws/chat/{long}/?nickname=bob"),
+        format!("/ws/chat/Room1/?nickname={long}"),
+        format!("/ws/chat/Room1/?nickname={long_encoded}"),
+        "/ws/chat/Room1/?nickname=%zzbob".to_string(),
+        "/ws/chat/Room1/?nickname=bob%4".to_string(),
+        "/ws/chat/Room%4/?nickname=bob".to_string(),
+        "/ws/chat/%FF/?nickname=bob".to_string(),
+    ];
+    for target in &refused {
+        assert_eq!(
+            refused_upgrade_status(&server, target),
+            "HTTP/1.1 400 Bad Request",
+            "{target}"
+        );
+    }
+    // None of them reached the chat state: the first chat connection is still client 1.
+    let (_, id) = server.chat_client();
+    assert_eq!(id, 1);
+}
+
+#[test]
+fn room_url_fields_up_to_the_limit_and_without_the_trailing_slash_work() {
+    let server = TestServer::start();
+    let room = "r".repeat(MAX_ROOM_URL_FIELD);
+    let nickname = "%C3%A9".repeat(MAX_ROOM_URL_FIELD / 2);
+    let decoded = "é".repeat(MAX_ROOM_URL_FIELD / 2);
+    let mut long = url_client(&server, &room, &nickname);
+    long.gets(&[&format!("{decoded} joined {room}")]);
+
+    let mut bob = url_client(&server, "Room1", "bob");
+    bob.gets(&["bob joined Room1"]);
+    let mut x = server.client_at("/ws/chat/Room1?nickname=x", None);
+    x.gets(&["x joined Room1"]);
+    bob.gets(&["x joined Room1"]);
+    x.send("no slash");
+    x.gets(&["x: no slash"]);
+    bob.gets(&["x: no slash"]);
 }
 
 #[test]
