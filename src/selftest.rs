@@ -44,7 +44,7 @@ struct SelfTest {
 enum Kind {
     /// A check: `all` runs it, and it reports pass or fail.
     Check(fn() -> Outcome),
-    /// `debug`: crashes the process on purpose; takes an optional [`Fault`] name.
+    /// `debug`: crashes the process on purpose; takes an optional [`Variant`] name.
     Debug,
 }
 
@@ -72,7 +72,7 @@ const TESTS: &[SelfTest] = &[
     },
     SelfTest {
         name: "loopback",
-        about: "the whole server on 127.0.0.1: page, two WebSocket clients chatting, shutdown",
+        about: "the whole server on 127.0.0.1: page, room-URL and protocol clients chatting, shutdown",
         kind: Kind::Check(loopback),
     },
     SelfTest {
@@ -815,8 +815,13 @@ fn loopback() -> Outcome {
     let server = Server::start(config).map_err(|e| format!("cannot start the server: {e}"))?;
     let addr = server.local_addr();
     let session = chat_over_loopback(addr);
-    // The client still connected answers the server's goodbye while the server shuts down.
-    let goodbye = session.map(|alice| std::thread::spawn(move || alice.expect_goodbye()));
+    // The clients still connected answer the server's goodbye while it shuts down.
+    let goodbyes = session.map(|clients| {
+        clients
+            .into_iter()
+            .map(|client| std::thread::spawn(move || client.expect_goodbye()))
+            .collect::<Vec<_>>()
+    });
     // Shut down whatever happened, but never wait forever for it.
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
@@ -824,14 +829,16 @@ fn loopback() -> Outcome {
         let _ = done.send(());
     });
     let shut_down = finished.recv_timeout(Duration::from_secs(10));
-    goodbye?
-        .join()
-        .unwrap_or_else(|_| Err("the goodbye reader panicked".into()))?;
+    for goodbye in goodbyes? {
+        goodbye
+            .join()
+            .unwrap_or_else(|_| Err("a goodbye reader panicked".into()))?;
+    }
     shut_down.map_err(|_| "the server did not shut down within 10 s".into())
 }
 
-/// The client side of the loopback test; returns one client still connected.
-fn chat_over_loopback(addr: SocketAddr) -> Result<Client, String> {
+/// The client side of the loopback test; returns the clients still connected.
+fn chat_over_loopback(addr: SocketAddr) -> Result<Vec<Client>, String> {
     let mut http = TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
     http.set_read_timeout(Some(NET_TIMEOUT))
         .map_err(|e| e.to_string())?;
@@ -842,24 +849,37 @@ fn chat_over_loopback(addr: SocketAddr) -> Result<Client, String> {
         .map_err(|e| format!("read the page: {e}"))?;
     expect_eq("GET / over TCP", status(&page), 200)?;
 
+    // The room-URL dialect: chatclientids 1 and 2, chatroomid 1.
+    let mut carol = Client::connect(addr, "/ws/chat/garden/?nickname=carol", false)?;
+    carol.expect("carol joined garden")?;
+    let mut dave = Client::connect(addr, "/ws/chat/garden/?nickname=dave", false)?;
+    carol.expect("dave joined garden")?;
+    dave.expect("dave joined garden")?;
+    carol.send("hi, dave")?;
+    carol.expect("carol: hi, dave")?;
+    dave.expect("carol: hi, dave")?;
+    dave.close()?;
+    carol.expect("dave left garden")?;
+
+    // The command protocol: chatclientids 3 and 4, chatroomid 2.
     let mut alice = Client::connect(addr, "/", true)?;
     let mut bob = Client::connect(addr, "/", false)?;
-    alice.expect("yourchatclientid(1,)")?;
-    bob.expect("yourchatclientid(2,)")?;
+    alice.expect("yourchatclientid(3,)")?;
+    bob.expect("yourchatclientid(4,)")?;
     alice.send("addchatroom(1,5,lobby0,0,0,)")?;
-    alice.expect("chatroomcreated(1,1,5,lobby9,1,)")?;
-    bob.expect("chatroomcreated(1,1,5,lobby8,1,)")?;
-    bob.send("joinchatroom(2,1,0,0,)")?;
-    alice.expect("userjoinedchatroom(2,1,2,0,0,2,)")?;
-    bob.expect("userjoinedchatroom(2,1,2,0,0,2,)")?;
-    alice.send("send(3,1,6,hello!)")?;
-    alice.expect("chat(3,1,1,0,6,hello!)")?;
-    bob.expect("chat(3,1,1,0,6,hello!)")?;
+    alice.expect("chatroomcreated(1,2,5,lobby9,1,)")?;
+    bob.expect("chatroomcreated(1,2,5,lobby8,1,)")?;
+    bob.send("joinchatroom(2,2,0,0,)")?;
+    alice.expect("userjoinedchatroom(2,2,4,0,0,2,)")?;
+    bob.expect("userjoinedchatroom(2,2,4,0,0,2,)")?;
+    alice.send("send(3,2,6,hello!)")?;
+    alice.expect("chat(3,2,3,0,6,hello!)")?;
+    bob.expect("chat(3,2,3,0,6,hello!)")?;
     bob.send("hello")?;
     bob.expect("error(32,That message was not understood.)")?;
     bob.close()?;
-    alice.expect("userleftchatroom(0,1,2,0,0,1,)")?;
-    Ok(alice)
+    alice.expect("userleftchatroom(0,2,4,0,0,1,)")?;
+    Ok(vec![alice, carol])
 }
 
 /// A blocking WebSocket client with timeouts.
