@@ -50,8 +50,9 @@ pub struct Config {
     /// Messages one connection may send in a burst above `rate_limit`. Default 200. A client
     /// that keeps sending after this many consecutive refusals is closed with 1008.
     pub rate_burst: u32,
-    /// Per-connection read buffer given to tungstenite. Default 4 KiB: small, because it is
-    /// allocated for every idle connection too.
+    /// Per-connection read buffer given to tungstenite, and the most one read syscall takes.
+    /// Default 2 KiB: it is allocated (and touched) for every idle connection too, so it is most
+    /// of an idle connection's memory; a bigger message just takes several reads.
     pub read_buffer_size: usize,
 }
 
@@ -69,7 +70,7 @@ impl Config {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             close_timeout: Duration::from_secs(2),
-            read_buffer_size: 4096,
+            read_buffer_size: 2048,
             max_connections: default_max_connections(),
             shutdown_timeout: Duration::from_millis(1500),
             echo_path: None,

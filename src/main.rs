@@ -77,6 +77,9 @@ struct ServeArgs {
     /// Messages one client may send in a burst above the rate limit.
     #[arg(long, default_value_t = 200)]
     rate_burst: u32,
+    /// Per-connection read buffer in bytes (most of an idle connection's memory).
+    #[arg(long, default_value_t = 2048)]
+    read_buffer_size: usize,
     /// Serve a WebSocket echo endpoint at this path (for conformance testing only).
     #[arg(long)]
     echo_path: Option<String>,
@@ -101,6 +104,7 @@ impl ServeArgs {
         c.echo_path = self.echo_path;
         c.rate_limit = self.rate_limit;
         c.rate_burst = self.rate_burst;
+        c.read_buffer_size = self.read_buffer_size.max(256);
         c
     }
 }

@@ -393,3 +393,108 @@ fn slow_reader_is_cut_off_while_the_room_keeps_flowing() {
         "room stalled: {elapsed:?}"
     );
 }
+
+#[test]
+fn ten_thousand_idle_connections_fit_in_a_small_budget() {
+    const N: usize = 10_000;
+    raise_fd_limit();
+    let server = TestServer::start();
+    let (mut probe, _) = server.chat_client();
+    probe.send("getchatroomlist(1)");
+    assert_eq!(probe.recv(), "chatroomlist(1,)");
+    let before = server.rss_kib();
+
+    let start = Instant::now();
+    let mut idle: Vec<RawWs> = Vec::with_capacity(N);
+    for _ in 0..N {
+        let mut ws = RawWs::connect(&server.addr(), "/");
+        assert!(ws.read_text().starts_with("yourchatclientid("));
+        idle.push(ws);
+    }
+    let connect_time = start.elapsed();
+    let after = server.rss_kib();
+    let per_conn = (after.saturating_sub(before)) * 1024 / N as u64;
+    println!(
+        "{N} idle connections: connected in {connect_time:?}, server RSS {before} KiB -> \
+         {after} KiB, {per_conn} bytes per connection"
+    );
+    assert!(
+        per_conn <= 4 * 1024,
+        "{per_conn} bytes of RSS per idle connection"
+    );
+
+    // Still serving, promptly.
+    let t = Instant::now();
+    probe.send("getchatroomlist(2)");
+    assert_eq!(probe.recv(), "chatroomlist(2,)");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "reply took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn sigterm_under_load_closes_everyone_and_exits() {
+    const CLIENTS: usize = 50;
+    let mut server = TestServer::start();
+    let (mut owner, _) = server.chat_client();
+    owner.send(&format!(
+        "addchatroom(1,{},0,0,{},)",
+        s("load"),
+        s(common::PASSWORD)
+    ));
+    assert!(owner.recv().starts_with("chatroomcreated(1,1,"));
+    let clients: Vec<RawWs> = (0..CLIENTS)
+        .map(|_| {
+            let mut ws = RawWs::connect(&server.addr(), "/");
+            ws.read_text();
+            ws.send_text("joinchatroom(1,1,0,0,)");
+            ws
+        })
+        .collect();
+    // Every client chats continuously from its own thread and reads on another one.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for mut ws in clients {
+        let mut writer = ws.stream.try_clone().unwrap();
+        let stop = stop.clone();
+        threads.push(thread::spawn(move || {
+            let frame = RawWs::frame(
+                true,
+                0x1,
+                format!("send(1,1,{})", s("tick")).as_bytes(),
+                true,
+            );
+            while !stop.load(Ordering::Relaxed) {
+                if std::io::Write::write_all(&mut writer, &frame).is_err() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            None
+        }));
+        threads.push(thread::spawn(move || {
+            // Read until the close frame; report its code.
+            loop {
+                match ws.read_frame() {
+                    Some(f) if f.opcode == 0x8 => return f.close_code(),
+                    Some(_) => continue,
+                    None => return Some(0),
+                }
+            }
+        }));
+    }
+    thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let status = server
+        .terminate(Duration::from_secs(5))
+        .expect("server hung on SIGTERM");
+    let took = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    let codes: Vec<Option<u16>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let closes = codes.iter().filter(|c| **c == Some(1001)).count();
+    assert_eq!(closes, CLIENTS, "close codes seen: {codes:?}");
+}
