@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::chat::Chat;
 use crate::config::Config;
+use crate::crash;
 use crate::events::ToLogic;
 use crate::net::{Net, NetParts, WAKER};
 
@@ -54,10 +55,16 @@ impl Server {
         let logic_waker = waker.clone();
         let logic = thread::Builder::new()
             .name("logic".into())
-            .spawn(move || crate::logic::run(chat, logic_rx, to_net, logic_waker))?;
+            .spawn(move || {
+                crash::thread_started();
+                crate::logic::run(chat, logic_rx, to_net, logic_waker)
+            })?;
         let net = thread::Builder::new()
             .name("net".into())
-            .spawn(move || net.run())?;
+            .spawn(move || {
+                crash::thread_started();
+                net.run()
+            })?;
         Ok(Server {
             addr,
             net,
