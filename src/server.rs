@@ -53,18 +53,14 @@ impl Server {
         )?;
         let chat = Chat::new(config.server_password.as_bytes());
         let logic_waker = waker.clone();
-        let logic = thread::Builder::new()
-            .name("logic".into())
-            .spawn(move || {
-                crash::thread_started();
-                crate::logic::run(chat, logic_rx, to_net, logic_waker)
-            })?;
-        let net = thread::Builder::new()
-            .name("net".into())
-            .spawn(move || {
-                crash::thread_started();
-                net.run()
-            })?;
+        let logic = thread::Builder::new().name("logic".into()).spawn(move || {
+            crash::thread_started();
+            crate::logic::run(chat, logic_rx, to_net, logic_waker)
+        })?;
+        let net = thread::Builder::new().name("net".into()).spawn(move || {
+            crash::thread_started();
+            net.run()
+        })?;
         Ok(Server {
             addr,
             net,

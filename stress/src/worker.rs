@@ -398,7 +398,6 @@ impl Worker {
                 self.note_error(format!("poll: {e}"));
                 break;
             }
-            let now_ns = self.shared.ns(Instant::now());
             for ev in events.iter() {
                 if ev.token() == WAKE {
                     continue;
@@ -408,7 +407,7 @@ impl Worker {
                     self.on_connected(k);
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.read(k, now_ns);
+                    self.read(k);
                 }
                 if ev.is_writable() && self.conns[k].sock.is_some() {
                     self.mark_dirty(k);
@@ -633,8 +632,10 @@ impl Worker {
         }
     }
 
-    /// Reads until the socket is drained, handling every complete frame.
-    fn read(&mut self, k: usize, now_ns: u64) {
+    /// Reads until the socket is drained, handling every complete frame. The receive time of
+    /// every frame is taken right after the read() that brought it, so a long batch of events
+    /// does not make later connections' copies look faster than they were.
+    fn read(&mut self, k: usize) {
         let mut scratch = std::mem::take(&mut self.scratch);
         loop {
             let c = &mut self.conns[k];
@@ -656,6 +657,7 @@ impl Worker {
                     break;
                 }
                 Ok(n) => {
+                    let now_ns = self.shared.ns(Instant::now());
                     let end = carried + n;
                     let Some(used) = self.process(k, &scratch[..end], now_ns) else {
                         break;
@@ -678,6 +680,11 @@ impl Worker {
             }
         }
         self.scratch = scratch;
+        // Messages this read queued (closed-loop sends, pongs) go out now rather than after the
+        // whole batch of events, so their timestamps do not include that wait.
+        if self.conns[k].dirty {
+            self.flush(k);
+        }
     }
 
     /// Handles the complete frames at the start of `buf`; returns the bytes used, or `None`
@@ -1043,11 +1050,10 @@ impl Worker {
             {
                 break;
             }
-            let now_ns = self.shared.ns(Instant::now());
             for ev in events.iter() {
                 let k = ev.token().0;
                 if ev.token() != WAKE && self.conns[k].sock.is_some() {
-                    self.read(k, now_ns);
+                    self.read(k);
                 }
             }
             open = self.conns.iter().filter(|c| c.sock.is_some()).count();
