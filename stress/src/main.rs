@@ -344,7 +344,16 @@ impl Controller {
                 && w.latency_ms.p99 <= cli.p99_max_ms
                 && w.sent_per_sec >= 0.95 * rate;
             w.passed = Some(pass);
+            let closes = w.unexpected_closes;
             ramp.steps.push(w);
+            if closes > 0 {
+                // Lost connections (a server cutting slow consumers, say) would make every
+                // later step measure a smaller room; the ramp ends here instead.
+                ramp.stopped = Some(format!(
+                    "{closes} connections closed by the server at {rate:.0} msgs/s"
+                ));
+                break;
+            }
             if pass {
                 good = Some(good.map_or(rate, |g| g.max(rate)));
             } else {

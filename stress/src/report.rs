@@ -121,6 +121,8 @@ pub struct Ramp {
     /// The highest rate sustained: p99 within the bound, nothing lost, no errors.
     pub best: Option<Window>,
     pub steps: Vec<Window>,
+    /// Why the ramp ended early, if it did.
+    pub stopped: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -272,6 +274,9 @@ impl Report {
                     s.lost,
                     if s.passed == Some(true) { "yes" } else { "no" }
                 );
+            }
+            if let Some(why) = &r.stopped {
+                let _ = writeln!(out, "  stopped early: {why}");
             }
             match &r.best {
                 Some(b) => {

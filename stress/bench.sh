@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: this server against the peer servers in ../shared/peers (uWebSockets,
+# fastwebsockets, tokio-tungstenite), all driven through the room URL endpoint so the work is
+# identical; this server's command protocol is measured too ("ours-protocol").
+#
+# Run it by hand on a quiet machine (it is not part of CI): ./stress/bench.sh
+# The server runs on CPU $SERVER_CPU and the stress client on CPU $CLIENT_CPU (taskset), each
+# scenario is bounded (about 10 minutes per run over all servers), and the result is a
+# markdown table of medians over $RUNS runs, with ratios to the best peer, from one invocation.
+#
+# Scenarios (see the benchmark issue):
+#   S1  100 clients in 1 room: ramp to the highest delivered msgs/s with p99 < 50 ms, no loss
+#   S2  1,000 clients in 10 rooms, 64-byte payloads: the same ramp
+#   S3  10,000 idle connections in 1,000 rooms: connect time and server RSS per connection
+#   S4  latency at light load: 100 clients in 1 room, 1 msg/s each, 10 s
+#
+# Environment: RUNS (3), SERVERS ("ours ours-protocol uws fastws tokio"), SCENARIOS
+# ("S1 S2 S3 S4"), SERVER_CPU (0), CLIENT_CPU (1), PEERS (../shared/peers), PEERS_TARGET
+# (/tmp/peers-target), BASE_PORT (19700), RESULTS (target/bench/DATE). Raw JSON reports and
+# server logs are kept in $RESULTS.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PEERS=${PEERS:-$ROOT/../shared/peers}
+PEERS_TARGET=${PEERS_TARGET:-/tmp/peers-target}
+RUNS=${RUNS:-3}
+SERVERS=${SERVERS:-"ours ours-protocol uws fastws tokio"}
+SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4"}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+PORT=${BASE_PORT:-19700}
+RESULTS=${RESULTS:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
+PASSWORD=bench-password
+STRESS=$ROOT/target/release/stress
+
+for tool in jq taskset cargo g++; do
+    command -v "$tool" >/dev/null || { echo "bench.sh needs $tool (apt-get install jq util-linux g++)" >&2; exit 1; }
+done
+mkdir -p "$RESULTS"
+log() { echo "[bench] $*" >&2; }
+
+# ---- build (release, once; later runs reuse target directories) ----
+log "building this server and the stress client (release)"
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p websocket -p stress
+for s in $SERVERS; do
+    case $s in
+        tokio | fastws)
+            log "building $s-chat"
+            cargo build --release --quiet --manifest-path "$PEERS/$s-chat/Cargo.toml" --target-dir "$PEERS_TARGET"
+            ;;
+        uws)
+            if [ ! -x "$PEERS_TARGET/uws-chat" ]; then
+                log "building uws-chat"
+                env OUT="$PEERS_TARGET/uws-chat" "$PEERS/uws-chat/build.sh" >"$RESULTS/uws-build.log" 2>&1
+            fi
+            ;;
+    esac
+done
+
+# ---- servers ----
+SERVER_PID=
+start_server() { # name port logfile
+    local name=$1 port=$2 logfile=$3
+    case $name in
+        ours | ours-protocol)
+            # The per-client rate limit (default 100 msgs/s) is off, as the peers have none. The
+            # slow-consumer cap (default 1 MiB queued) is raised: below the ramp's p99 bound the
+            # queues stay far smaller anyway, but an overloaded step would otherwise cut every
+            # client and end the ramp before it can bisect (the peers queue without limit).
+            taskset -c "$SERVER_CPU" "$ROOT/target/release/websocket" "$port" "$PASSWORD" \
+                --bind 127.0.0.1 --rate-limit 0 --max-outbound 67108864 >"$logfile" 2>&1 &
+            ;;
+        uws) taskset -c "$SERVER_CPU" "$PEERS_TARGET/uws-chat" "$port" >"$logfile" 2>&1 & ;;
+        fastws) taskset -c "$SERVER_CPU" "$PEERS_TARGET/release/fastws-chat" "$port" >"$logfile" 2>&1 & ;;
+        tokio) taskset -c "$SERVER_CPU" "$PEERS_TARGET/release/tokio-chat" "$port" >"$logfile" 2>&1 & ;;
+        *) echo "unknown server $name" >&2; exit 1 ;;
+    esac
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "$name did not start listening on $port (see $logfile)" >&2
+    return 1
+}
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+trap stop_server EXIT
+
+# ---- scenarios ----
+RAMP=(--ramp --ramp-start 2000 --ramp-factor 1.6 --ramp-refine 3 --step 2 --step-warmup 0.5
+    --max-steps 16 --drain 2 --p99-max-ms 50)
+scenario_args() { # scenario -> ARGS
+    case $1 in
+        S1) ARGS=(-n 100 -r 1 -p 64 "${RAMP[@]}") ;;
+        S2) ARGS=(-n 1000 -r 10 -p 64 "${RAMP[@]}") ;;
+        S3) ARGS=(-n 10000 -r 1000 -s 0 -d 2 --connect-timeout 60) ;;
+        S4) ARGS=(-n 100 -r 1 -p 64 --rate 100 -d 10 --warmup 1) ;;
+        *) echo "unknown scenario $1" >&2; exit 1 ;;
+    esac
+}
+target_args() { # server port -> TARGET
+    if [ "$1" = ours-protocol ]; then
+        TARGET=(--url "ws://127.0.0.1:$2/" --password "$PASSWORD")
+    else
+        TARGET=(--url-template "ws://127.0.0.1:$2/ws/chat/{room}/?nickname=u{i}")
+    fi
+}
+
+for run in $(seq "$RUNS"); do
+    for scen in $SCENARIOS; do
+        for s in $SERVERS; do
+            PORT=$((PORT + 1))
+            base="$RESULTS/$scen-$s-$run"
+            log "run $run/$RUNS $scen $s (port $PORT)"
+            start_server "$s" "$PORT" "$base.server.log"
+            target_args "$s" "$PORT"
+            scenario_args "$scen"
+            if ! timeout 900 taskset -c "$CLIENT_CPU" "$STRESS" "${TARGET[@]}" "${ARGS[@]}" \
+                --server-pid "$SERVER_PID" --json >"$base.json" 2>"$base.stress.log"; then
+                log "stress failed for $scen $s (see $base.stress.log)"
+                echo '{}' >"$base.json"
+            fi
+            stop_server
+        done
+    done
+done
+
+# ---- table ----
+# median of a jq expression over the runs of one server and scenario ("" when absent)
+median() { # scenario server expr
+    local files=()
+    for run in $(seq "$RUNS"); do files+=("$RESULTS/$1-$2-$run.json"); done
+    jq -s -r "[.[] | ($3) | select(. != null)] | sort |
+        if length == 0 then \"\" else .[(length - 1) / 2 | floor] end" "${files[@]}"
+}
+fmt_rate() { [ -z "$1" ] && { echo "—"; return; }; awk -v v="$1" 'BEGIN { if (v >= 1e6) printf "%.2fM", v / 1e6; else printf "%.0fk", v / 1e3 }'; }
+fmt_num() { [ -z "$1" ] && { echo "—"; return; }; awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; }
+has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+declare -A V
+for s in $SERVERS; do
+    if has S1; then
+        V[$s,S1]=$(median S1 "$s" '.ramp.best.delivered_per_sec')
+        V[$s,S1p99]=$(median S1 "$s" '.ramp.best.latency_ms.p99')
+        V[$s,S1cpu]=$(median S1 "$s" '.ramp.best.client_cpu_percent')
+    fi
+    if has S2; then
+        V[$s,S2]=$(median S2 "$s" '.ramp.best.delivered_per_sec')
+        V[$s,S2p99]=$(median S2 "$s" '.ramp.best.latency_ms.p99')
+        V[$s,S2cpu]=$(median S2 "$s" '.ramp.best.client_cpu_percent')
+    fi
+    if has S3; then
+        V[$s,S3conn]=$(median S3 "$s" 'if .connect.failed == 0 then .connect.seconds else null end')
+        V[$s,S3rss]=$(median S3 "$s" 'if .server.rss_per_connection_bytes then .server.rss_per_connection_bytes / 1024 else null end')
+    fi
+    if has S4; then
+        V[$s,S4p50]=$(median S4 "$s" 'if .run.lost == 0 then .run.latency_ms.p50 else null end')
+        V[$s,S4p99]=$(median S4 "$s" 'if .run.lost == 0 then .run.latency_ms.p99 else null end')
+    fi
+done
+
+# best peer per figure (highest rate, lowest connect time / memory / latency)
+best_peer() { # key higher|lower
+    local best="" v
+    for s in uws fastws tokio; do
+        [[ " $SERVERS " == *" $s "* ]] || continue
+        v=${V[$s,$1]:-}
+        [ -z "$v" ] && continue
+        if [ -z "$best" ] || awk -v a="$v" -v b="$best" -v d="$2" 'BEGIN { exit !((d == "higher") ? a > b : a < b) }'; then
+            best=$v
+        fi
+    done
+    echo "$best"
+}
+ratio() { # ours best
+    { [ -z "$1" ] || [ -z "$2" ]; } && { echo "—"; return; }
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "—"; else printf "%.2f×", a / b }'
+}
+
+{
+    echo
+    echo "Benchmark $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), medians of $RUNS run(s)"
+    echo "Machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(uname -sr); server on CPU $SERVER_CPU, stress on CPU $CLIENT_CPU"
+    echo
+    echo "| server | S1 delivered/s | S1 p99 ms | S2 delivered/s | S2 p99 ms | S3 connect s | S3 KiB/conn | S4 p50 ms | S4 p99 ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for s in $SERVERS; do
+        echo "| $s | $(fmt_rate "${V[$s,S1]:-}") | $(fmt_num "${V[$s,S1p99]:-}" 1) | $(fmt_rate "${V[$s,S2]:-}") | $(fmt_num "${V[$s,S2p99]:-}" 1) | $(fmt_num "${V[$s,S3conn]:-}" 2) | $(fmt_num "${V[$s,S3rss]:-}" 2) | $(fmt_num "${V[$s,S4p50]:-}" 3) | $(fmt_num "${V[$s,S4p99]:-}" 3) |"
+    done
+    for ours in ours ours-protocol; do
+        [[ " $SERVERS " == *" $ours "* ]] || continue
+        echo "| $ours ÷ best peer | $(ratio "${V[$ours,S1]:-}" "$(best_peer S1 higher)") | | $(ratio "${V[$ours,S2]:-}" "$(best_peer S2 higher)") | | $(ratio "${V[$ours,S3conn]:-}" "$(best_peer S3conn lower)") | $(ratio "${V[$ours,S3rss]:-}" "$(best_peer S3rss lower)") | $(ratio "${V[$ours,S4p50]:-}" "$(best_peer S4p50 lower)") | $(ratio "${V[$ours,S4p99]:-}" "$(best_peer S4p99 lower)") |"
+    done
+    echo
+    echo "Ratios are ours ÷ the best peer on that column: above 1 is better for delivered/s, below 1 is better for the others."
+    echo
+    echo "Stress client CPU at the S1 / S2 best step (100% = its whole core; near 100% means the client, not the server, was the limit):"
+    for s in $SERVERS; do
+        echo "- $s: $(fmt_num "${V[$s,S1cpu]:-}" 0)% / $(fmt_num "${V[$s,S2cpu]:-}" 0)%"
+    done
+    echo
+    echo "Reproduce: RUNS=$RUNS SERVERS=\"$SERVERS\" SCENARIOS=\"$SCENARIOS\" ./stress/bench.sh   (raw reports: $RESULTS)"
+} | tee "$RESULTS/table.md"
