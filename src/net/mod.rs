@@ -191,7 +191,7 @@ impl Net {
                 self.sweep(now);
                 next_sweep = now + SWEEP;
             }
-            self.flush_dirty(now);
+            self.flush_dirty();
             if let Some(deadline) = self.stop_deadline
                 && (self.conns.is_empty() || now >= deadline)
             {
@@ -638,7 +638,7 @@ impl Net {
     }
 
     /// Writes every connection with pending output.
-    fn flush_dirty(&mut self, now: Instant) {
+    fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for key in dirty.drain(..) {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -648,7 +648,7 @@ impl Net {
                 continue;
             }
             conn.dirty = false;
-            if !self.flush(key, now) {
+            if !self.flush(key) {
                 self.remove(key);
             }
         }
@@ -656,7 +656,7 @@ impl Net {
     }
 
     /// Writes one connection's queue. Returns false to drop the connection.
-    fn flush(&mut self, key: usize, _now: Instant) -> bool {
+    fn flush(&mut self, key: usize) -> bool {
         let conn = &mut self.conns[key];
         let drained = match conn.outbox.write_to(&mut conn.io.tcp) {
             Ok(d) => d,
