@@ -184,3 +184,27 @@ fn bad_arguments_exit_2_with_usage() {
         );
     }
 }
+
+#[test]
+fn listens_on_ipv6() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_websocket"))
+        .args(["0", "pw", "--bind", "::1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on http://[::1]:")
+        .and_then(|p| p.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let reply = raw_exchange(&format!("[::1]:{port}"), b"GET / HTTP/1.1\r\n\r\n");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(reply.starts_with(b"HTTP/1.1 200 OK\r\n"));
+}
