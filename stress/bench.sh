@@ -38,6 +38,10 @@ for tool in jq taskset cargo g++; do
 done
 mkdir -p "$RESULTS"
 log() { echo "[bench] $*" >&2; }
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$LOAD_START" 'BEGIN { exit !(l > 0.5) }'; then
+    log "warning: load average $LOAD_START before starting; other work on these cores skews every figure"
+fi
 
 # ---- build (release, once; later runs reuse target directories) ----
 log "building this server and the stress client (release)"
@@ -186,7 +190,7 @@ ratio() { # ours best
 {
     echo
     echo "Benchmark $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), medians of $RUNS run(s)"
-    echo "Machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(uname -sr); server on CPU $SERVER_CPU, stress on CPU $CLIENT_CPU"
+    echo "Machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(uname -sr); server on CPU $SERVER_CPU, stress on CPU $CLIENT_CPU; load average $LOAD_START at the start, $(cut -d' ' -f1 /proc/loadavg) at the end"
     echo
     echo "| server | S1 delivered/s | S1 p99 ms | S2 delivered/s | S2 p99 ms | S3 connect s | S3 KiB/conn | S4 p50 ms | S4 p99 ms |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -31,6 +31,10 @@ impl Control {
             TcpStream::connect_timeout(&target.addr, left.max(std::time::Duration::from_millis(1)))
                 .map_err(|e| format!("control connection to {}: {e}", target.addr))?;
         let _ = sock.set_nodelay(true);
+        // Writes are small and pipelined in bounded batches, but a server that stops reading
+        // must not hang setup past its deadline either.
+        sock.set_write_timeout(Some(left.max(std::time::Duration::from_millis(1))))
+            .map_err(|e| format!("control: {e}"))?;
         let mut ctl = Control {
             sock,
             buf: Vec::new(),
