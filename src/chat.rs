@@ -14,9 +14,10 @@
 //! it; every member, and every connection a user lists, is in `conns`; `User::conns` holds
 //! exactly the connections whose `Conn::user` names that user.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::events::{ConnId, Endpoint, Frame, ToLogic, ToNet};
+use crate::events::{ConnId, Endpoint, Frame, Recipients, ToLogic, ToNet};
 use crate::proto::{
     ChatroomListWriter, Command, MembersWriter, ParseError, Reply, Secret, UsersWriter,
     error_text as err,
@@ -103,6 +104,12 @@ struct Members {
     /// Member -> its join sequence number.
     seq: HashMap<ConnId, u64>,
     last_seq: u64,
+    /// The broadcast audiences (protocol members, room-URL members), built on first use after
+    /// a change of membership and shared by every broadcast until the next change: a busy room
+    /// sends many messages per join or leave, so a message costs no walk over the members and
+    /// no allocation.
+    protocol_audience: OnceCell<Recipients>,
+    url_audience: OnceCell<Recipients>,
 }
 
 #[derive(Clone, Copy)]
@@ -130,14 +137,22 @@ impl Members {
         self.last_seq += 1;
         self.seq.insert(conn, self.last_seq);
         self.by_seq.insert(self.last_seq, Member { conn, url });
+        self.changed();
     }
 
     /// Returns whether `conn` was a member.
     fn remove(&mut self, conn: ConnId) -> bool {
-        match self.seq.remove(&conn) {
+        let removed = match self.seq.remove(&conn) {
             Some(seq) => self.by_seq.remove(&seq).is_some(),
             None => false,
-        }
+        };
+        self.changed();
+        removed
+    }
+
+    fn changed(&mut self) {
+        self.protocol_audience = OnceCell::new();
+        self.url_audience = OnceCell::new();
     }
 
     fn iter(&self) -> impl Iterator<Item = Member> + '_ {
@@ -145,13 +160,20 @@ impl Members {
     }
 
     /// The protocol members, plus `extra` (a leaver who is told too).
-    fn protocol(&self, extra: Option<ConnId>) -> Vec<ConnId> {
-        let members = self.iter().filter(|m| !m.url).map(|m| m.conn);
-        members.chain(extra).collect()
+    fn protocol(&self, extra: Option<ConnId>) -> Recipients {
+        let members = || self.iter().filter(|m| !m.url).map(|m| m.conn);
+        match extra {
+            None => self
+                .protocol_audience
+                .get_or_init(|| members().collect())
+                .clone(),
+            Some(extra) => members().chain([extra]).collect(),
+        }
     }
 
-    fn url(&self) -> Vec<ConnId> {
-        self.iter().filter(|m| m.url).map(|m| m.conn).collect()
+    fn url(&self) -> Recipients {
+        let members = || self.iter().filter(|m| m.url).map(|m| m.conn).collect();
+        self.url_audience.get_or_init(members).clone()
     }
 }
 
@@ -614,7 +636,11 @@ impl Chat {
                     username: who.name,
                     message: &message,
                 };
-                send_many(out, self.by_client.values().copied().collect(), &pm);
+                send_many(
+                    out,
+                    self.by_client.values().copied().collect::<Recipients>(),
+                    &pm,
+                );
                 send(out, conn, &Reply::Success { mid });
             }
             Command::SendSnap {
@@ -726,7 +752,7 @@ impl Chat {
             send(out, creator, &created(base | INFO_MEMBER));
         }
         let others = self.by_client.values().copied().filter(|&c| c != creator);
-        send_many(out, others.collect(), &created(base));
+        send_many(out, others.collect::<Recipients>(), &created(base));
     }
 
     /// Adds `conn` to `room` and tells every member, the joiner included.
@@ -823,7 +849,7 @@ impl Chat {
                 });
             }
         }
-        let everyone = self.by_client.values().copied().collect();
+        let everyone: Recipients = self.by_client.values().copied().collect();
         send_many(out, everyone, &Reply::ChatroomWasDeleted { mid, room });
     }
 
@@ -1026,7 +1052,8 @@ fn send(out: &mut Vec<ToNet>, to: ConnId, reply: &Reply<'_>) {
 }
 
 /// One frame for all of `to`, encoded once; nothing when `to` is empty.
-fn send_many(out: &mut Vec<ToNet>, to: Vec<ConnId>, reply: &Reply<'_>) {
+fn send_many(out: &mut Vec<ToNet>, to: impl Into<Recipients>, reply: &Reply<'_>) {
+    let to = to.into();
     if !to.is_empty() {
         out.push(ToNet::SendMany {
             to,
@@ -1037,7 +1064,8 @@ fn send_many(out: &mut Vec<ToNet>, to: Vec<ConnId>, reply: &Reply<'_>) {
 
 /// Raw text (the room-URL dialect), written by `write`, for all of `to`; nothing (and no
 /// writing) when `to` is empty.
-fn send_text(out: &mut Vec<ToNet>, to: Vec<ConnId>, write: impl FnOnce(&mut Vec<u8>)) {
+fn send_text(out: &mut Vec<ToNet>, to: impl Into<Recipients>, write: impl FnOnce(&mut Vec<u8>)) {
+    let to = to.into();
     if !to.is_empty() {
         let mut w = FrameWriter::default();
         write(w.buf());

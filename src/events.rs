@@ -3,6 +3,8 @@
 //! Everything one thread can ask of the other is a variant here, so every trigger is visible in
 //! one `match` on each side.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::proto::{Command, ParseError};
@@ -27,7 +29,8 @@ pub enum Endpoint {
     Room { room: String, nickname: String },
 }
 
-/// Net thread -> logic thread.
+/// Net thread -> logic thread. The channel carries a `Vec` of these per net-loop turn, so the
+/// logic thread is woken once per turn, not once per message.
 #[derive(Debug)]
 pub enum ToLogic {
     /// A WebSocket handshake completed.
@@ -58,13 +61,17 @@ pub enum ToLogic {
 /// An encoded server WebSocket frame (header and payload), shared by every recipient.
 pub type Frame = Bytes;
 
-/// Logic thread -> net thread.
+/// The connections one broadcast goes to. Shared, so a room's audience is built once per change
+/// of membership and reused by every broadcast until the next change.
+pub type Recipients = Arc<[ConnId]>;
+
+/// Logic thread -> net thread. The channel carries a `Vec` of these per batch of events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToNet {
     /// Queue one frame for one connection.
     Send { to: ConnId, frame: Frame },
     /// Queue the same frame for many connections; each outbound queue holds a reference.
-    SendMany { to: Vec<ConnId>, frame: Frame },
+    SendMany { to: Recipients, frame: Frame },
     /// Send a close frame after everything already queued, then close the connection.
     Close {
         conn: ConnId,

@@ -1,52 +1,62 @@
 //! The logic thread: applies events to the chat state and hands the results to the net thread.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, select, tick};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::Waker;
 
 use crate::chat::Chat;
 use crate::events::{ToLogic, ToNet};
 
-/// Most events applied before results are handed over and the net thread is woken: large
-/// enough to amortise the wake-up, small enough to keep latency low under a flood.
-const BATCH: usize = 256;
+/// How often `Tick` drives time-based state (snap expiry).
+const TICK: Duration = Duration::from_secs(1);
+
+/// Most event batches applied before results are handed over and the net thread is woken:
+/// enough to amortise the wake-up under load, few enough to keep latency low.
+const MAX_BATCHES: usize = 16;
 
 /// Runs until `Shutdown` arrives or the net thread goes away.
-pub fn run(mut chat: Chat, events: Receiver<ToLogic>, to_net: Sender<ToNet>, waker: Arc<Waker>) {
-    let ticker = tick(Duration::from_secs(1));
-    let mut out = Vec::new();
+///
+/// Waits on the event channel with a timeout instead of a second (ticker) channel: a
+/// single-channel wait is much cheaper than a `select!`, which registers and unregisters with
+/// both channels on every wake-up.
+pub fn run(
+    mut chat: Chat,
+    events: Receiver<Vec<ToLogic>>,
+    to_net: Sender<Vec<ToNet>>,
+    waker: Arc<Waker>,
+) {
+    let mut next_tick = Instant::now() + TICK;
     loop {
-        let first = select! {
-            recv(events) -> ev => match ev {
-                Ok(ev) => ev,
-                Err(_) => return,
-            },
-            recv(ticker) -> _ => ToLogic::Tick,
+        let first = match events.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => Vec::new(),
+            Err(RecvTimeoutError::Disconnected) => return,
         };
         let now = unix_now();
+        let mut out = Vec::new();
         let mut stop = false;
-        for event in std::iter::once(first).chain(events.try_iter().take(BATCH - 1)) {
-            match event {
-                ToLogic::Shutdown => {
-                    stop = true;
-                    break;
+        let batches = std::iter::once(first).chain(events.try_iter().take(MAX_BATCHES - 1));
+        'batches: for batch in batches {
+            for event in batch {
+                match event {
+                    ToLogic::Shutdown => {
+                        stop = true;
+                        break 'batches;
+                    }
+                    ToLogic::InjectPanic => panic!("injected panic (websocket test debug panic)"),
+                    ToLogic::Forward(msg) => out.push(msg),
+                    event => chat.handle(event, now, &mut out),
                 }
-                ToLogic::InjectPanic => panic!("injected panic (websocket test debug panic)"),
-                ToLogic::Forward(msg) => out.push(msg),
-                event => chat.handle(event, now, &mut out),
             }
         }
-        if !out.is_empty() {
-            for msg in out.drain(..) {
-                if to_net.send(msg).is_err() {
-                    return;
-                }
-            }
-            if waker.wake().is_err() {
-                return;
-            }
+        if Instant::now() >= next_tick {
+            chat.handle(ToLogic::Tick, now, &mut out);
+            next_tick = Instant::now() + TICK;
+        }
+        if !out.is_empty() && (to_net.send(out).is_err() || waker.wake().is_err()) {
+            return;
         }
         if stop {
             return;

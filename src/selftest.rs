@@ -537,7 +537,7 @@ impl ChatDriver {
         for action in out {
             let (to, text) = match action {
                 ToNet::Send { to, frame } => (vec![to], decode(&frame)?),
-                ToNet::SendMany { to, frame } => (to, decode(&frame)?),
+                ToNet::SendMany { to, frame } => (to.to_vec(), decode(&frame)?),
                 ToNet::Close { conn, code, .. } => (vec![conn], format!("<close {code}>")),
             };
             for conn in to.into_iter().filter(|c| !self.closed.contains(c)) {

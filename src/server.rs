@@ -26,7 +26,7 @@ pub struct Server {
     logic: JoinHandle<()>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
-    to_logic: Sender<ToLogic>,
+    to_logic: Sender<Vec<ToLogic>>,
 }
 
 impl Server {
@@ -80,7 +80,7 @@ impl Server {
     pub fn wait(self) {
         let _ = self.net.join();
         // The net thread told the logic thread to stop; if it died instead, its channel closed.
-        let _ = self.to_logic.send(ToLogic::Shutdown);
+        let _ = self.to_logic.send(vec![ToLogic::Shutdown]);
         let _ = self.logic.join();
     }
 
@@ -94,7 +94,7 @@ impl Server {
     /// Makes the logic thread panic (for `websocket test debug panic` only).
     #[doc(hidden)]
     pub fn inject_logic_panic(&self) {
-        let _ = self.to_logic.send(ToLogic::InjectPanic);
+        let _ = self.to_logic.send(vec![ToLogic::InjectPanic]);
     }
 }
 

@@ -70,8 +70,8 @@ struct Stats {
 pub struct NetParts {
     pub poll: Poll,
     pub listener: TcpListener,
-    pub to_logic: Sender<ToLogic>,
-    pub from_logic: Receiver<ToNet>,
+    pub to_logic: Sender<Vec<ToLogic>>,
+    pub from_logic: Receiver<Vec<ToNet>>,
     pub stop: Arc<AtomicBool>,
 }
 
@@ -81,8 +81,12 @@ pub struct Net {
     signals: Signals,
     conns: Slab<Conn>,
     next_gen: u32,
-    to_logic: Sender<ToLogic>,
-    from_logic: Receiver<ToNet>,
+    to_logic: Sender<Vec<ToLogic>>,
+    from_logic: Receiver<Vec<ToNet>>,
+    /// Events for the logic thread, sent as one batch per loop turn: one wake-up of the logic
+    /// thread per turn instead of one per message (on a shared core, a wake-up per message
+    /// would mean a context switch per message).
+    for_logic: Vec<ToLogic>,
     cfg: Arc<Config>,
     ws_cfg: WebSocketConfig,
     stop: Arc<AtomicBool>,
@@ -124,6 +128,7 @@ impl Net {
             next_gen: 0,
             to_logic,
             from_logic,
+            for_logic: Vec::new(),
             cfg,
             ws_cfg,
             stop,
@@ -191,6 +196,7 @@ impl Net {
                 self.sweep(now);
                 next_sweep = now + SWEEP;
             }
+            self.send_to_logic();
             self.flush_dirty();
             if let Some(deadline) = self.stop_deadline
                 && (self.conns.is_empty() || now >= deadline)
@@ -203,6 +209,13 @@ impl Net {
             self.conns.len(),
             self.stats
         );
+    }
+
+    /// Hands this turn's events to the logic thread in one batch.
+    fn send_to_logic(&mut self) {
+        if !self.for_logic.is_empty() {
+            let _ = self.to_logic.send(std::mem::take(&mut self.for_logic));
+        }
     }
 
     fn accept_all(&mut self, now: Instant) {
@@ -290,7 +303,7 @@ impl Net {
         }
         // Whatever the logic thread already produced goes out before the close frames.
         self.drain_logic(now);
-        let _ = self.to_logic.send(ToLogic::Shutdown);
+        self.for_logic.push(ToLogic::Shutdown);
         self.stop_deadline = Some(now + self.cfg.shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -306,17 +319,19 @@ impl Net {
 
     /// Applies everything the logic thread queued.
     fn drain_logic(&mut self, now: Instant) {
-        while let Ok(msg) = self.from_logic.try_recv() {
-            match msg {
-                ToNet::Send { to, frame } => self.queue_data(to, frame, now),
-                ToNet::SendMany { to, frame } => {
-                    for id in to {
-                        self.queue_data(id, frame.clone(), now);
+        while let Ok(batch) = self.from_logic.try_recv() {
+            for msg in batch {
+                match msg {
+                    ToNet::Send { to, frame } => self.queue_data(to, frame, now),
+                    ToNet::SendMany { to, frame } => {
+                        for &id in to.iter() {
+                            self.queue_data(id, frame.clone(), now);
+                        }
                     }
-                }
-                ToNet::Close { conn, code, reason } => {
-                    if let Some(key) = self.key_of(conn) {
-                        self.close_ws(key, code, reason, now);
+                    ToNet::Close { conn, code, reason } => {
+                        if let Some(key) = self.key_of(conn) {
+                            self.close_ws(key, code, reason, now);
+                        }
                     }
                 }
             }
@@ -472,7 +487,7 @@ impl Net {
                 );
                 if let Dialect::Chat(endpoint) = &dialect {
                     conn.known_to_logic = true;
-                    let _ = self.to_logic.send(ToLogic::Opened {
+                    self.for_logic.push(ToLogic::Opened {
                         conn: conn.id,
                         endpoint: endpoint.clone(),
                     });
@@ -579,13 +594,13 @@ impl Net {
                 self.fail_ws(key, close::INVALID_DATA, "room messages must be UTF-8", now);
                 return;
             }
-            let _ = self.to_logic.send(ToLogic::RoomText {
+            self.for_logic.push(ToLogic::RoomText {
                 conn: conn.id,
                 text: data,
             });
         } else {
             let command = proto::parse(&data);
-            let _ = self.to_logic.send(ToLogic::Command {
+            self.for_logic.push(ToLogic::Command {
                 conn: conn.id,
                 command,
             });
@@ -634,7 +649,7 @@ impl Net {
         } else {
             return; // the close is on its way
         };
-        let _ = self.to_logic.send(ToLogic::Forward(msg));
+        self.for_logic.push(ToLogic::Forward(msg));
     }
 
     /// Writes every connection with pending output.
@@ -741,7 +756,7 @@ impl Net {
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.io.tcp);
         if conn.known_to_logic {
-            let _ = self.to_logic.send(ToLogic::Closed { conn: conn.id });
+            self.for_logic.push(ToLogic::Closed { conn: conn.id });
         }
     }
 }
