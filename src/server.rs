@@ -41,25 +41,37 @@ impl Server {
         let (to_logic, logic_rx) = unbounded();
         let (to_net, net_rx) = unbounded();
         let stop = Arc::new(AtomicBool::new(false));
-        let net = Net::new(
-            NetParts {
-                poll,
-                listener: mio::net::TcpListener::from_std(listener),
-                to_logic: to_logic.clone(),
-                from_logic: net_rx,
-                stop: stop.clone(),
-            },
-            config.clone(),
-        )?;
+        let parts = NetParts {
+            poll,
+            listener: mio::net::TcpListener::from_std(listener),
+            to_logic: to_logic.clone(),
+            from_logic: net_rx,
+            stop: stop.clone(),
+        };
+        // The net thread's state is built on that thread (it holds `Rc`s, so it cannot move
+        // between threads); set-up errors come back through this channel.
+        let (started_tx, started) = std::sync::mpsc::sync_channel(1);
+        let net_config = config.clone();
+        let net = thread::Builder::new().name("net".into()).spawn(move || {
+            crash::thread_started();
+            match Net::new(parts, net_config) {
+                Ok(net) => {
+                    let _ = started_tx.send(Ok(()));
+                    net.run();
+                }
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                }
+            }
+        })?;
+        started
+            .recv()
+            .map_err(|_| io::Error::other("net thread died while starting"))??;
         let chat = Chat::new(config.server_password.as_bytes());
         let logic_waker = waker.clone();
         let logic = thread::Builder::new().name("logic".into()).spawn(move || {
             crash::thread_started();
             crate::logic::run(chat, logic_rx, to_net, logic_waker)
-        })?;
-        let net = thread::Builder::new().name("net".into()).spawn(move || {
-            crash::thread_started();
-            net.run()
         })?;
         Ok(Server {
             addr,

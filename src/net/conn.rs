@@ -9,6 +9,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::mem;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -198,7 +199,7 @@ impl Conn {
     /// Moves frames tungstenite produced onto the outbox.
     pub fn collect_ctrl(&mut self) {
         if let Some(frames) = self.io.take_ctrl() {
-            self.outbox.push(frames);
+            self.outbox.push(Rc::new(frames));
         }
     }
 

@@ -10,6 +10,7 @@ mod outbox;
 
 use std::io::{self, ErrorKind, Read};
 use std::net::Shutdown;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +34,7 @@ use crate::http::{self, Dialect, Head, Route};
 use crate::proto::{self, Reply};
 use crate::ws::FrameWriter;
 use conn::{Conn, Phase};
+use outbox::SharedFrame;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
@@ -322,10 +324,11 @@ impl Net {
         while let Ok(batch) = self.from_logic.try_recv() {
             for msg in batch {
                 match msg {
-                    ToNet::Send { to, frame } => self.queue_data(to, frame, now),
+                    ToNet::Send { to, frame } => self.queue_data(to, Rc::new(frame), now),
                     ToNet::SendMany { to, frame } => {
+                        let frame = Rc::new(frame);
                         for &id in to.iter() {
-                            self.queue_data(id, frame.clone(), now);
+                            self.queue_data(id, Rc::clone(&frame), now);
                         }
                     }
                     ToNet::Close { conn, code, reason } => {
@@ -344,7 +347,7 @@ impl Net {
     }
 
     /// Queues an application frame, cutting the connection off if its queue is over the cap.
-    fn queue_data(&mut self, id: ConnId, frame: Bytes, now: Instant) {
+    fn queue_data(&mut self, id: ConnId, frame: SharedFrame, now: Instant) {
         let Some(key) = self.key_of(id) else { return };
         let conn = &mut self.conns[key];
         if !conn.accepts_data() {
@@ -469,7 +472,7 @@ impl Net {
                 route: Route::Respond(resp),
                 ..
             } => {
-                conn.outbox.push(Bytes::from(resp.0));
+                conn.outbox.push(Rc::new(Bytes::from(resp.0)));
                 conn.phase = Phase::Draining { write_shut: false };
                 conn.deadline = Some(now + self.cfg.close_timeout);
                 self.mark_dirty(key);
@@ -479,7 +482,7 @@ impl Net {
                 route: Route::Upgrade { response, dialect },
                 ..
             } => {
-                conn.outbox.push(Bytes::from(response));
+                conn.outbox.push(Rc::new(Bytes::from(response)));
                 let ctx = WebSocketContext::from_partially_read(
                     leftover,
                     Role::Server,
