@@ -1,0 +1,185 @@
+//! Drives `chat::Chat` the way the net thread does, with a transcript decoded from the input,
+//! and checks every action it asks of the net thread. The chat state is the only place that
+//! interprets commands, so hostile command sequences must never panic it (a logic-thread panic
+//! aborts the server), and what it sends must be deliverable.
+//!
+//! Input: lines `OP SLOT PAYLOAD` (no separators: the first byte is the operation, the second
+//! picks one of four connection slots, the rest of the line is the payload):
+//!
+//! - `o` opens a protocol connection on the slot, `r` opens a room-URL connection whose request
+//!   target is `/ws/chat/PAYLOAD` (through `http::parse`, so only URLs the server accepts);
+//! - `c` sends PAYLOAD as a protocol message (`proto::parse`d, like the net thread does), `t`
+//!   sends it as room-URL text (UTF-8 only, as the net thread enforces);
+//! - `x` closes the slot's connection; `k` is a clock tick, PAYLOAD's first byte the seconds
+//!   elapsed.
+//!
+//! Events the net thread would never send (a command on a closed slot, room text on a protocol
+//! connection) are skipped. A reopened slot gets a new generation, as a reused slab key does.
+//!
+//! Checked for every action: it is addressed to open connections only (never to one that has
+//! closed, never twice in one broadcast), each frame is one complete text frame of UTF-8 (a
+//! client closes on invalid UTF-8 with 1007), and a protocol connection only ever receives
+//! protocol messages (`name(...)`), never room-URL text.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use websocket::chat::Chat;
+use websocket::events::{ConnId, Endpoint, ToLogic, ToNet};
+use websocket::http::{self, Dialect, Head, Route};
+use websocket::proto;
+use websocket::ws::text_payload;
+
+/// Connection slots; few, so the same connections meet in rooms and conversations.
+const SLOTS: usize = 4;
+/// The server password (short, so the fuzzer can reach the admin commands).
+const PASSWORD: &[u8] = b"pw";
+/// A plausible unix time to start from.
+const T0: u64 = 1_700_000_000;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Protocol,
+    Room,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    generation: u32,
+    open: Option<Kind>,
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut chat = Chat::new(PASSWORD);
+    let mut slots = [Slot::default(); SLOTS];
+    let mut now = T0;
+    let mut out = Vec::new();
+    for line in data.split(|&b| b == b'\n') {
+        let [op, slot, payload @ ..] = line else {
+            continue;
+        };
+        let i = usize::from(*slot) % SLOTS;
+        let conn = ConnId {
+            slot: i as u32,
+            generation: slots[i].generation,
+        };
+        let event = match (op, slots[i].open) {
+            (b'o', None) => {
+                slots[i].open = Some(Kind::Protocol);
+                ToLogic::Opened {
+                    conn,
+                    endpoint: Endpoint::Protocol,
+                }
+            }
+            (b'r', None) => {
+                let Some(endpoint) = room_url(payload) else {
+                    continue;
+                };
+                slots[i].open = Some(match endpoint {
+                    Endpoint::Protocol => Kind::Protocol,
+                    Endpoint::Room { .. } => Kind::Room,
+                });
+                ToLogic::Opened { conn, endpoint }
+            }
+            (b'c', Some(Kind::Protocol)) => ToLogic::Command {
+                conn,
+                command: proto::parse(payload),
+            },
+            (b't', Some(Kind::Room)) if std::str::from_utf8(payload).is_ok() => ToLogic::RoomText {
+                conn,
+                text: payload.to_vec().into(),
+            },
+            (b'x', Some(_)) => {
+                slots[i] = Slot {
+                    generation: slots[i].generation + 1,
+                    open: None,
+                };
+                ToLogic::Closed { conn }
+            }
+            (b'k', _) => {
+                now += payload.first().map_or(1, |&s| u64::from(s));
+                ToLogic::Tick
+            }
+            _ => continue,
+        };
+        chat.handle(event, now, &mut out);
+        check(&slots, &mut out);
+    }
+    // Everyone leaves, as at shutdown: the departures are broadcast to those still there.
+    for i in 0..SLOTS {
+        if slots[i].open.is_some() {
+            let conn = ConnId {
+                slot: i as u32,
+                generation: slots[i].generation,
+            };
+            slots[i].open = None;
+            chat.handle(ToLogic::Closed { conn }, now, &mut out);
+            check(&slots, &mut out);
+        }
+    }
+});
+
+/// The endpoint the net thread would open for an upgrade to `/ws/chat/{target}`, if it accepts it.
+fn room_url(target: &[u8]) -> Option<Endpoint> {
+    let mut req = b"GET /ws/chat/".to_vec();
+    req.extend_from_slice(target);
+    req.extend_from_slice(
+        b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    match http::parse(&req, 8192, None) {
+        Head::Complete {
+            route:
+                Route::Upgrade {
+                    dialect: Dialect::Chat(endpoint),
+                    ..
+                },
+            ..
+        } => Some(endpoint),
+        _ => None,
+    }
+}
+
+/// Checks and drains the actions of one event (see the module docs for what must hold).
+fn check(slots: &[Slot; SLOTS], out: &mut Vec<ToNet>) {
+    let kind = |conn: &ConnId| {
+        let slot = &slots[conn.slot as usize];
+        assert!(
+            slot.generation == conn.generation && slot.open.is_some(),
+            "action for {conn:?}, which is not open"
+        );
+        slot.open.unwrap()
+    };
+    let frame_to = |to: &[ConnId], frame: &[u8]| {
+        let payload = text_payload(frame).expect("one complete text frame");
+        let text = std::str::from_utf8(payload).expect("text frames carry UTF-8");
+        for conn in to {
+            if kind(conn) == Kind::Protocol {
+                let name = text.split('(').next().unwrap();
+                assert!(
+                    !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        && text.ends_with(')'),
+                    "protocol connection {conn:?} sent {text:?}"
+                );
+            }
+        }
+    };
+    for action in out.drain(..) {
+        match action {
+            ToNet::Send { to, frame } => frame_to(&[to], &frame),
+            ToNet::SendMany { to, frame } => {
+                assert!(!to.is_empty(), "a broadcast to nobody");
+                let mut sorted = to.to_vec();
+                sorted.sort_unstable();
+                sorted.dedup();
+                assert_eq!(sorted.len(), to.len(), "a recipient listed twice: {to:?}");
+                frame_to(&to, &frame);
+            }
+            ToNet::Close { conn, code, .. } => {
+                kind(&conn);
+                assert!((1000..5000).contains(&code), "close code {code}");
+            }
+        }
+    }
+}
