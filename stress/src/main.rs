@@ -127,9 +127,13 @@ struct Cli {
     /// Ramp: warm-up seconds per step.
     #[arg(long, default_value_t = 0.5)]
     step_warmup: f64,
-    /// Ramp: most steps in all.
+    /// Ramp: most rates tried in all.
     #[arg(long, default_value_t = 20)]
     max_steps: u32,
+    /// Ramp: times a failed step is repeated before its rate counts as failed, so that one
+    /// hiccup (another process taking the server's core for a moment) does not end the ramp.
+    #[arg(long, default_value_t = 1)]
+    ramp_retries: u32,
     /// Ramp: p99 latency bound in milliseconds.
     #[arg(long, default_value_t = 50.0)]
     p99_max_ms: f64,
@@ -217,6 +221,9 @@ fn validate(cli: &Cli) -> Result<(), String> {
         }
         if cli.max_steps == 0 || cli.max_steps > 100 || cli.step <= 0.0 {
             return Err("--max-steps must be 1..100 and --step positive".into());
+        }
+        if cli.ramp_retries > 5 {
+            return Err("--ramp-retries must be 0..5".into());
         }
     }
     Ok(())
@@ -337,22 +344,31 @@ impl Controller {
         let mut rate = cli.ramp_start;
         let (mut good, mut bad): (Option<f64>, Option<f64>) = (None, None);
         let mut refined = 0;
-        for _ in 0..cli.max_steps {
-            let mut w = self.window(Some(rate), cli.step_warmup, cli.step);
-            let pass = w.clean()
-                && w.sent > 0
-                && w.latency_ms.p99 <= cli.p99_max_ms
-                && w.sent_per_sec >= 0.95 * rate;
-            w.passed = Some(pass);
-            let closes = w.unexpected_closes;
-            ramp.steps.push(w);
-            if closes > 0 {
-                // Lost connections (a server cutting slow consumers, say) would make every
-                // later step measure a smaller room; the ramp ends here instead.
-                ramp.stopped = Some(format!(
-                    "{closes} connections closed by the server at {rate:.0} msgs/s"
-                ));
-                break;
+        'rates: for _ in 0..cli.max_steps {
+            let mut pass = false;
+            for attempt in 0..=cli.ramp_retries {
+                if attempt > 0 {
+                    self.quiesce(Duration::from_secs(10));
+                }
+                let mut w = self.window(Some(rate), cli.step_warmup, cli.step);
+                pass = w.clean()
+                    && w.sent > 0
+                    && w.latency_ms.p99 <= cli.p99_max_ms
+                    && w.sent_per_sec >= 0.95 * rate;
+                w.passed = Some(pass);
+                let closes = w.unexpected_closes;
+                ramp.steps.push(w);
+                if closes > 0 {
+                    // Lost connections (a server cutting slow consumers, say) would make every
+                    // later step measure a smaller room; the ramp ends here instead.
+                    ramp.stopped = Some(format!(
+                        "{closes} connections closed by the server at {rate:.0} msgs/s"
+                    ));
+                    break 'rates;
+                }
+                if pass {
+                    break;
+                }
             }
             if pass {
                 good = Some(good.map_or(rate, |g| g.max(rate)));
@@ -407,7 +423,9 @@ fn run(cli: &Cli) -> Result<Report, String> {
     let connect_limit = Duration::from_secs_f64(cli.connect_timeout);
     let run_limit = if cli.ramp {
         // Per step: warm-up, measuring, draining, collecting and (after a failure) quiescing.
-        (cli.step_warmup + cli.step + cli.drain + 10.0 + 10.0) * cli.max_steps as f64
+        (cli.step_warmup + cli.step + cli.drain + 10.0 + 10.0)
+            * cli.max_steps as f64
+            * (1.0 + cli.ramp_retries as f64)
     } else {
         cli.warmup + cli.duration + cli.drain + 10.0
     };

@@ -244,7 +244,6 @@ struct Sender {
     /// Where the payload starts in `msg`.
     at: usize,
     seq: u32,
-    in_flight: u32,
 }
 
 struct Conn {
@@ -382,7 +381,7 @@ impl Worker {
             }
             if self.cmd.connect {
                 self.start_connects();
-            } else if !self.connect_done && self.epoch != u64::MAX {
+            } else if !self.connect_done {
                 self.connect_done = true;
                 self.fail_unsettled();
             }
@@ -448,11 +447,8 @@ impl Worker {
         let Some(spec) = self.cmd.send else { return };
         self.window = Some((spec.window_start, spec.window_end));
         self.active.clear();
-        for (k, c) in self.conns.iter_mut().enumerate() {
-            if c.st == St::Ready
-                && let Some(s) = c.sender.as_mut()
-            {
-                s.in_flight = 0;
+        for (k, c) in self.conns.iter().enumerate() {
+            if c.st == St::Ready && c.sender.is_some() {
                 self.active.push(k);
             }
         }
@@ -885,12 +881,7 @@ impl Worker {
             if plan.mode == Mode::Protocol {
                 msg.push(b')');
             }
-            c.sender = Some(Box::new(Sender {
-                msg,
-                at,
-                seq: 0,
-                in_flight: 0,
-            }));
+            c.sender = Some(Box::new(Sender { msg, at, seq: 0 }));
             self.ready_senders += 1;
         }
     }
@@ -935,15 +926,13 @@ impl Worker {
                 *next = seq.wrapping_add(1);
             }
         }
+        // Closed loop: our own copy is back, so the next message may go.
         if sender == c.idx
             && let Some(spec) = self.cmd.send
             && spec.per_sender_rate <= 0.0
-            && let Some(snd) = c.sender.as_mut()
+            && now_ns < spec.window_end
         {
-            snd.in_flight = snd.in_flight.saturating_sub(1);
-            if now_ns < spec.window_end {
-                self.send_one(k, now_ns);
-            }
+            self.send_one(k, now_ns);
         }
     }
 
@@ -960,7 +949,6 @@ impl Worker {
         payload::stamp(&mut s.msg[s.at..s.at + p], s.seq, now_ns);
         frame::write_masked(&mut c.wbuf, OP_TEXT, &s.msg, mask);
         s.seq = s.seq.wrapping_add(1);
-        s.in_flight += 1;
         self.total.sent += 1;
         if let Some((start, end)) = self.window
             && now_ns >= start
