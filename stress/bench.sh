@@ -153,11 +153,13 @@ for s in $SERVERS; do
         V[$s,S1]=$(median S1 "$s" '.ramp.best.delivered_per_sec')
         V[$s,S1p99]=$(median S1 "$s" '.ramp.best.latency_ms.p99')
         V[$s,S1cpu]=$(median S1 "$s" '.ramp.best.client_cpu_percent')
+        V[$s,S1other]=$(median S1 "$s" '[.ramp.steps[]?.other_cpu_percent] | max')
     fi
     if has S2; then
         V[$s,S2]=$(median S2 "$s" '.ramp.best.delivered_per_sec')
         V[$s,S2p99]=$(median S2 "$s" '.ramp.best.latency_ms.p99')
         V[$s,S2cpu]=$(median S2 "$s" '.ramp.best.client_cpu_percent')
+        V[$s,S2other]=$(median S2 "$s" '[.ramp.steps[]?.other_cpu_percent] | max')
     fi
     if has S3; then
         V[$s,S3conn]=$(median S3 "$s" 'if .connect.failed == 0 then .connect.seconds else null end')
@@ -204,9 +206,9 @@ ratio() { # ours best
     echo
     echo "Ratios are ours ÷ the best peer on that column: above 1 is better for delivered/s, below 1 is better for the others."
     echo
-    echo "Stress client CPU at the S1 / S2 best step (100% = its whole core; near 100% means the client, not the server, was the limit):"
+    echo "CPU at the S1 / S2 best step, in % of one core: the stress client (near 100 means the client, not the server, was the limit), and the most that other processes took from the two pinned CPUs during any ramp step (anything well above 0 skews the figures):"
     for s in $SERVERS; do
-        echo "- $s: $(fmt_num "${V[$s,S1cpu]:-}" 0)% / $(fmt_num "${V[$s,S2cpu]:-}" 0)%"
+        echo "- $s: client $(fmt_num "${V[$s,S1cpu]:-}" 0) / $(fmt_num "${V[$s,S2cpu]:-}" 0), other processes $(fmt_num "${V[$s,S1other]:-}" 0) / $(fmt_num "${V[$s,S2other]:-}" 0)"
     done
     echo
     echo "Reproduce: RUNS=$RUNS SERVERS=\"$SERVERS\" SCENARIOS=\"$SCENARIOS\" ./stress/bench.sh   (raw reports: $RESULTS)"

@@ -260,6 +260,8 @@ struct Controller {
     reports: mpsc::Receiver<WindowReport>,
     threads: usize,
     server_pid: Option<u32>,
+    /// The CPUs the client and the server may run on, to see how much other processes took.
+    watched_cpus: Option<Vec<usize>>,
     drain: Duration,
 }
 
@@ -284,9 +286,14 @@ impl Controller {
         };
         shared.set(|c| c.send = Some(spec));
         sleep_until(start);
-        let (cpu0, server0) = (sys::own_cpu(), self.server_pid.and_then(sys::process_cpu));
+        let sample = || {
+            let busy = self.watched_cpus.as_deref().and_then(sys::cpus_busy);
+            let server = self.server_pid.and_then(sys::process_cpu);
+            (sys::own_cpu(), server, busy)
+        };
+        let (cpu0, server0, busy0) = sample();
         sleep_until(end);
-        let (cpu1, server1) = (sys::own_cpu(), self.server_pid.and_then(sys::process_cpu));
+        let (cpu1, server1, busy1) = sample();
         let measured = (Instant::now() - start).as_secs_f64().max(1e-9);
 
         // Drain: wait until every copy owed for the window has arrived.
@@ -315,6 +322,14 @@ impl Controller {
         w.client_cpu_percent = (cpu1 - cpu0).as_secs_f64() / measured * 100.0;
         w.server_cpu_percent = match (server0, server1) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64() / measured * 100.0),
+            _ => None,
+        };
+        w.other_cpu_percent = match (server0, server1, busy0, busy1) {
+            (Some(s0), Some(s1), Some(b0), Some(b1)) => {
+                let ours = (s1.saturating_sub(s0) + (cpu1 - cpu0)).as_secs_f64();
+                let busy = b1.saturating_sub(b0).as_secs_f64();
+                Some(((busy - ours) / measured * 100.0).max(0.0))
+            }
             _ => None,
         };
         w
@@ -537,6 +552,13 @@ fn run(cli: &Cli) -> Result<Report, String> {
         reports: report_rx,
         threads: plan.threads,
         server_pid: cli.server_pid,
+        watched_cpus: cli.server_pid.and_then(|pid| {
+            let mut cpus = sys::allowed_cpus(pid)?;
+            cpus.extend(sys::allowed_cpus(std::process::id())?);
+            cpus.sort_unstable();
+            cpus.dedup();
+            Some(cpus)
+        }),
         drain: Duration::from_secs_f64(cli.drain),
     };
     let mut run_window = None;

@@ -58,6 +58,9 @@ pub struct Window {
     pub drain_seconds: f64,
     pub client_cpu_percent: f64,
     pub server_cpu_percent: Option<f64>,
+    /// CPU other processes used on the CPUs the client and the server may run on (with
+    /// `--server-pid`): anything well above zero means the figures are skewed by them.
+    pub other_cpu_percent: Option<f64>,
     /// Ramp steps only: whether this rate was sustained.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passed: Option<bool>,
@@ -210,9 +213,12 @@ fn window_rows(out: &mut String, w: &Window) {
     let server = w
         .server_cpu_percent
         .map_or(String::new(), |s| format!(", server {s:.0}%"));
+    let other = w
+        .other_cpu_percent
+        .map_or(String::new(), |o| format!(", other processes {o:.0}%"));
     let _ = writeln!(
         out,
-        "  cpu (1 core)    client {:.0}%{server}; drained in {:.3} s",
+        "  cpu (1 core)    client {:.0}%{server}{other}; drained in {:.3} s",
         w.client_cpu_percent, w.drain_seconds
     );
 }

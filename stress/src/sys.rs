@@ -87,6 +87,49 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     })
 }
 
+/// The CPUs process `pid` may run on (`Cpus_allowed_list` of `/proc/PID/status`).
+pub fn allowed_cpus(pid: u32) -> Option<Vec<usize>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().ok()?..=b.parse::<usize>().ok()?),
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
+/// Time the given CPUs spent running tasks (user + nice + system, from `/proc/stat`), so that
+/// subtracting the server's and our own CPU time leaves what other processes took from them.
+/// Interrupt and softirq time are left out on both sides: the kernel accounts them apart from
+/// any task.
+pub fn cpus_busy(cpus: &[usize]) -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let mut ticks = 0;
+    for line in stat.lines() {
+        let Some(rest) = line.strip_prefix("cpu") else {
+            continue;
+        };
+        let mut f = rest.split_ascii_whitespace();
+        let Some(Ok(n)) = f.next().map(str::parse::<usize>) else {
+            continue;
+        };
+        if cpus.contains(&n) {
+            for _ in 0..3 {
+                ticks += f.next()?.parse::<u64>().ok()?;
+            }
+        }
+    }
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +142,8 @@ mod tests {
         assert!(status_kib(me, "NoSuchField").is_none());
         assert!(process_cpu(me).is_some());
         let _ = own_cpu();
+        let cpus = allowed_cpus(me).unwrap();
+        assert!(!cpus.is_empty());
+        assert!(cpus_busy(&cpus).unwrap() > Duration::ZERO);
     }
 }
