@@ -42,6 +42,11 @@ pub struct Config {
     /// How long a graceful shutdown waits for clients to answer the close frame. Default 1.5 s,
     /// so the process is gone within 2 s of SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Browser origins (`scheme://host[:port]`) besides the server's own that may open
+    /// WebSockets; `*` allows any. Default none: a page on another site gets 403, so it cannot
+    /// use its visitors' browsers to talk to the server (cross-site WebSocket hijacking).
+    /// Clients that send no `Origin` (not browsers) are always allowed.
+    pub allowed_origins: Vec<String>,
     /// Path of the WebSocket echo endpoint (conformance testing only). Default: none.
     pub echo_path: Option<String>,
     /// Messages per second one connection may send, sustained (token bucket). Default 100; 0
@@ -50,6 +55,11 @@ pub struct Config {
     /// Messages one connection may send in a burst above `rate_limit`. Default 200. A client
     /// that keeps sending after this many consecutive refusals is closed with 1008.
     pub rate_burst: u32,
+    /// Under load, how long a connection's first queued frame may wait for more frames to
+    /// share its write: a write syscall costs far more than the bytes it carries, so batching
+    /// can raise throughput; the delay only applies while the loop is busy, never at light
+    /// load. Default zero: write every turn.
+    pub write_coalesce: Duration,
     /// Per-connection read buffer given to tungstenite, and the most one read syscall takes.
     /// Default 2 KiB: it is allocated (and touched) for every idle connection too, so it is most
     /// of an idle connection's memory; a bigger message just takes several reads.
@@ -74,6 +84,8 @@ impl Config {
             max_connections: default_max_connections(),
             shutdown_timeout: Duration::from_millis(1500),
             echo_path: None,
+            allowed_origins: Vec::new(),
+            write_coalesce: Duration::ZERO,
             rate_limit: 100,
             rate_burst: 200,
         }

@@ -53,10 +53,21 @@ pub enum Dialect {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Response(pub Vec<u8>);
 
+/// What the router needs from the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    /// Largest request head; 431 past it.
+    pub max_head: usize,
+    /// Path of the echo endpoint, if enabled.
+    pub echo_path: Option<String>,
+    /// Browser origins (`scheme://host[:port]`) allowed to open WebSockets besides the server's
+    /// own; `*` allows any.
+    pub allowed_origins: Vec<String>,
+}
+
 /// Parses the request head at the start of `buf`.
-///
-/// `max_head` bounds the head size (431 past it); `echo_path` enables the echo endpoint.
-pub fn parse(buf: &[u8], max_head: usize, echo_path: Option<&str>) -> Head {
+pub fn parse(buf: &[u8], routes: &Routes) -> Head {
+    let max_head = routes.max_head;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
@@ -69,7 +80,7 @@ pub fn parse(buf: &[u8], max_head: usize, echo_path: Option<&str>) -> Head {
         }
         Ok(httparse::Status::Complete(len)) => Head::Complete {
             len,
-            route: route(&req, echo_path),
+            route: route(&req, routes),
         },
         Err(httparse::Error::TooManyHeaders) => {
             Head::Reject(error(431, "Request Header Fields Too Large"))
@@ -94,7 +105,7 @@ fn header_has_token(req: &httparse::Request, name: &str, token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-fn route(req: &httparse::Request, echo_path: Option<&str>) -> Route {
+fn route(req: &httparse::Request, routes: &Routes) -> Route {
     let method = req.method.unwrap_or_default();
     let target = req.path.unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -103,7 +114,10 @@ fn route(req: &httparse::Request, echo_path: Option<&str>) -> Route {
         if method != "GET" || req.version != Some(1) {
             return Route::Respond(error(400, "Bad Request"));
         }
-        return upgrade(req, path, query, echo_path);
+        if !origin_allowed(req, &routes.allowed_origins) {
+            return Route::Respond(error(403, "Forbidden"));
+        }
+        return upgrade(req, path, query, routes.echo_path.as_deref());
     }
     let head_only = match method {
         "GET" => false,
@@ -113,6 +127,30 @@ fn route(req: &httparse::Request, echo_path: Option<&str>) -> Route {
     match path {
         "/" | "/index.html" | "/example.html" => Route::Respond(page(head_only)),
         _ => Route::Respond(error(404, "Not Found")),
+    }
+}
+
+/// Cross-site WebSocket hijacking defence: a browser always sends `Origin`, and a page from
+/// another site must not act with its visitor's network position. Requests without `Origin`
+/// (non-browser clients) and from the server's own origin (same host and port as `Host`) are
+/// allowed, others only if listed.
+fn origin_allowed(req: &httparse::Request, allowed: &[String]) -> bool {
+    let Some(origin) = header(req, "origin") else {
+        return true;
+    };
+    let origin = origin.trim_ascii().to_ascii_lowercase();
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.as_bytes().eq_ignore_ascii_case(&origin))
+    {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix(b"http://")
+        .or_else(|| origin.strip_prefix(b"https://"));
+    match (authority, header(req, "host")) {
+        (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host.trim_ascii()),
+        _ => false,
     }
 }
 
@@ -232,8 +270,16 @@ mod tests {
         std::str::from_utf8(&bytes[9..12]).unwrap().parse().unwrap()
     }
 
+    fn routes() -> Routes {
+        Routes {
+            max_head: 8192,
+            echo_path: Some("/echo".into()),
+            allowed_origins: vec!["https://chat.example".into()],
+        }
+    }
+
     fn p(req: &str) -> Head {
-        parse(req.as_bytes(), 8192, Some("/echo"))
+        parse(req.as_bytes(), &routes())
     }
 
     const WS: &str = "Host: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
@@ -356,5 +402,36 @@ mod tests {
         let long = "x".repeat(MAX_ROOM_URL_FIELD + 1);
         assert_eq!(dialect(&format!("/ws/chat/{long}/?nickname=a")), None);
         assert_eq!(dialect(&format!("/ws/chat/r/?nickname={long}")), None);
+    }
+
+    #[test]
+    fn foreign_origins_are_refused() {
+        let with_origin = |origin: &str| {
+            status(&p(&format!(
+                "GET / HTTP/1.1\r\n{WS}Origin: {origin}\r\n\r\n"
+            )))
+        };
+        // `WS` says `Host: x`: the page's own origin is http://x.
+        assert_eq!(with_origin("http://x"), 101);
+        assert_eq!(with_origin("HTTP://X"), 101);
+        assert_eq!(with_origin("https://chat.example"), 101);
+        assert_eq!(with_origin("http://evil.example"), 403);
+        assert_eq!(with_origin("http://x.evil.example"), 403);
+        assert_eq!(with_origin("null"), 403);
+        // No Origin (not a browser): allowed.
+        assert_eq!(status(&p(&format!("GET / HTTP/1.1\r\n{WS}\r\n"))), 101);
+        // `*` allows any.
+        let open = Routes {
+            allowed_origins: vec!["*".into()],
+            ..routes()
+        };
+        let req = format!("GET / HTTP/1.1\r\n{WS}Origin: http://evil.example\r\n\r\n");
+        assert!(matches!(
+            parse(req.as_bytes(), &open),
+            Head::Complete {
+                route: Route::Upgrade { .. },
+                ..
+            }
+        ));
     }
 }

@@ -660,7 +660,11 @@ fn chat() -> Outcome {
 
 fn http_heads() -> Outcome {
     const MAX_HEAD: usize = 8 * 1024;
-    let parse = |req: &[u8]| http::parse(req, MAX_HEAD, None);
+    let routes = http::Routes {
+        max_head: MAX_HEAD,
+        ..Default::default()
+    };
+    let parse = |req: &[u8]| http::parse(req, &routes);
 
     let get = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n";
     let Head::Complete {

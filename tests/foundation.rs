@@ -208,3 +208,36 @@ fn listens_on_ipv6() {
     let _ = child.wait();
     assert!(reply.starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
+
+#[test]
+fn foreign_origins_get_403_unless_allowed() {
+    let upgrade = |server: &TestServer, origin: &str| {
+        let req = format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\n{}Origin: {origin}\r\n\r\n",
+            server.addr(),
+            common::UPGRADE
+        );
+        let reply = raw_exchange_head(&server.addr(), req.as_bytes());
+        reply.split(' ').nth(1).unwrap_or_default().to_string()
+    };
+    let server = TestServer::start();
+    let own = format!("http://{}", server.addr());
+    assert_eq!(upgrade(&server, &own), "101");
+    assert_eq!(upgrade(&server, "http://evil.example"), "403");
+
+    let open = TestServer::start_with(&["--allow-origin", "http://evil.example"]);
+    assert_eq!(upgrade(&open, "http://evil.example"), "101");
+    assert_eq!(upgrade(&open, "http://other.example"), "403");
+}
+
+/// The first line of the server's answer to `request` (without waiting for the connection to
+/// close, which an upgraded one does not).
+fn raw_exchange_head(addr: &str, request: &[u8]) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    s.write_all(request).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line
+}

@@ -121,6 +121,8 @@ pub struct Conn {
     pub writable: bool,
     /// Queued on the net loop's flush list.
     pub dirty: bool,
+    /// When the oldest application frame now queued was queued (for write coalescing).
+    pub pending_since: Option<Instant>,
     /// The logic thread was told this connection opened, so it must be told it closed.
     pub known_to_logic: bool,
     /// Rate limit of incoming messages.
@@ -191,6 +193,7 @@ impl Conn {
             pinged: false,
             writable: false,
             dirty: false,
+            pending_since: None,
             known_to_logic: false,
             bucket: TokenBucket::full(burst, now),
         }

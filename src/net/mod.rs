@@ -44,6 +44,10 @@ const SIGNALS: Token = Token(usize::MAX - 3);
 const SWEEP: Duration = Duration::from_secs(1);
 /// Bytes one connection may read per turn of the loop before others get theirs.
 const READ_BUDGET: usize = 256 * 1024;
+/// Readiness events in one turn from which the loop counts as busy (see `flush_dirty`).
+const BUSY_EVENTS: usize = 16;
+/// A connection with this much queued is written at once, busy or not.
+const COALESCE_BYTES: usize = 16 * 1024;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -91,6 +95,7 @@ pub struct Net {
     for_logic: Vec<ToLogic>,
     cfg: Arc<Config>,
     ws_cfg: WebSocketConfig,
+    routes: http::Routes,
     stop: Arc<AtomicBool>,
     /// Set once shutdown began: the moment by which the loop exits regardless.
     stop_deadline: Option<Instant>,
@@ -99,6 +104,10 @@ pub struct Net {
     dirty: Vec<usize>,
     /// Connections that used up their read budget and may have more input waiting.
     reread: Vec<usize>,
+    /// This turn had enough to do that small writes should wait to be coalesced.
+    busy: bool,
+    /// When the earliest connection held back for coalescing must be written.
+    flush_at: Option<Instant>,
     stats: Stats,
 }
 
@@ -131,6 +140,11 @@ impl Net {
             to_logic,
             from_logic,
             for_logic: Vec::new(),
+            routes: http::Routes {
+                max_head: cfg.max_head_size,
+                echo_path: cfg.echo_path.clone(),
+                allowed_origins: cfg.allowed_origins.clone(),
+            },
             cfg,
             ws_cfg,
             stop,
@@ -138,6 +152,8 @@ impl Net {
             accept_paused_until: None,
             dirty: Vec::new(),
             reread: Vec::new(),
+            busy: false,
+            flush_at: None,
             stats: Stats::default(),
         })
     }
@@ -152,6 +168,7 @@ impl Net {
                 Some(next_sweep),
                 self.accept_paused_until,
                 self.stop_deadline,
+                self.flush_at,
             ]
             .into_iter()
             .flatten()
@@ -169,6 +186,7 @@ impl Net {
                 break;
             }
             let now = Instant::now();
+            self.busy = events.iter().count() >= BUSY_EVENTS || !self.reread.is_empty();
             for key in std::mem::take(&mut self.reread) {
                 self.on_readable(key, now);
             }
@@ -199,7 +217,7 @@ impl Net {
                 next_sweep = now + SWEEP;
             }
             self.send_to_logic();
-            self.flush_dirty();
+            self.flush_dirty(now);
             if let Some(deadline) = self.stop_deadline
                 && (self.conns.is_empty() || now >= deadline)
             {
@@ -353,6 +371,9 @@ impl Net {
         if !conn.accepts_data() {
             return; // already closing: the peer has been told it is going away
         }
+        if conn.outbox.is_empty() {
+            conn.pending_since = Some(now);
+        }
         conn.outbox.push(frame);
         self.after_push(key, now);
     }
@@ -456,7 +477,7 @@ impl Net {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return false,
             }
-            match http::parse(buf, self.cfg.max_head_size, self.cfg.echo_path.as_deref()) {
+            match http::parse(buf, &self.routes) {
                 Head::Partial => continue,
                 other => break other,
             }
@@ -656,8 +677,16 @@ impl Net {
     }
 
     /// Writes every connection with pending output.
-    fn flush_dirty(&mut self) {
+    ///
+    /// Under load, a connection whose queue is still small and whose oldest frame is younger
+    /// than `write_coalesce` waits for a later turn, so several frames share one `writev`: the
+    /// syscall (and the TCP segment it makes) costs far more than the bytes it carries. At light
+    /// load nothing waits.
+    fn flush_dirty(&mut self, now: Instant) {
+        let coalesce = self.busy && !self.cfg.write_coalesce.is_zero();
         let mut dirty = std::mem::take(&mut self.dirty);
+        let mut waiting = Vec::new();
+        self.flush_at = None;
         for key in dirty.drain(..) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -665,11 +694,23 @@ impl Net {
             if !conn.dirty {
                 continue;
             }
+            if coalesce
+                && conn.outbox.len() < COALESCE_BYTES
+                && conn.accepts_data()
+                && let Some(since) = conn.pending_since
+                && now < since + self.cfg.write_coalesce
+            {
+                let due = since + self.cfg.write_coalesce;
+                self.flush_at = Some(self.flush_at.map_or(due, |t| t.min(due)));
+                waiting.push(key);
+                continue;
+            }
             conn.dirty = false;
             if !self.flush(key) {
                 self.remove(key);
             }
         }
+        dirty.extend(waiting);
         self.dirty = dirty;
     }
 
@@ -683,6 +724,9 @@ impl Net {
                 return false;
             }
         };
+        if drained {
+            conn.pending_since = None;
+        }
         if drained
             && let Phase::Draining {
                 write_shut: write_shut @ false,
@@ -731,9 +775,13 @@ impl Net {
                 continue;
             };
             let silent = now.saturating_duration_since(conn.last_rx);
-            if silent >= self.cfg.idle_timeout {
+            // Never close without a ping first: the sweep runs once a second, so with a short
+            // gap between the ping interval and the idle timeout it could skip the ping.
+            if silent >= self.cfg.idle_timeout && conn.pinged {
+                debug!("{}: silent for {silent:?}: closing as idle", conn.peer);
                 idle.push(key);
             } else if silent >= self.cfg.ping_interval && !conn.pinged {
+                debug!("{}: silent for {silent:?}: ping", conn.peer);
                 conn.pinged = true;
                 let _ = ctx.write(&mut conn.io, Message::Ping(Bytes::new()));
                 conn.collect_ctrl();

@@ -127,7 +127,11 @@ fn room_url(target: &[u8]) -> Option<Endpoint> {
         b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     );
-    match http::parse(&req, 8192, None) {
+    let routes = http::Routes {
+        max_head: 8192,
+        ..Default::default()
+    };
+    match http::parse(&req, &routes) {
         Head::Complete {
             route:
                 Route::Upgrade {

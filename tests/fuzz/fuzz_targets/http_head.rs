@@ -11,7 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use websocket::events::Endpoint;
-use websocket::http::{Dialect, Head, MAX_ROOM_URL_FIELD, Response, Route, parse};
+use websocket::http::{Dialect, Head, MAX_ROOM_URL_FIELD, Response, Route, Routes, parse};
 
 /// The server's default `--max-head-size`.
 const MAX_HEAD: usize = 8192;
@@ -20,11 +20,16 @@ fuzz_target!(|input: &[u8]| {
     let Some((&split, data)) = input.split_first() else {
         return;
     };
-    let whole = parse(data, MAX_HEAD, Some("/echo"));
+    let routes = Routes {
+        max_head: MAX_HEAD,
+        echo_path: Some("/echo".into()),
+        allowed_origins: vec!["https://chat.example".into()],
+    };
+    let whole = parse(data, &routes);
     check(data, &whole);
 
     let prefix = &data[..data.len() * usize::from(split) / 255];
-    let early = parse(prefix, MAX_HEAD, Some("/echo"));
+    let early = parse(prefix, &routes);
     check(prefix, &early);
     match &early {
         Head::Partial => {}
