@@ -104,10 +104,12 @@ pub fn allowed_cpus(pid: u32) -> Option<Vec<usize>> {
     Some(cpus)
 }
 
-/// Time the given CPUs spent running tasks (user + nice + system, from `/proc/stat`), so that
-/// subtracting the server's and our own CPU time leaves what other processes took from them.
-/// Interrupt and softirq time are left out on both sides: the kernel accounts them apart from
-/// any task.
+/// Time the given CPUs were not idle (from `/proc/stat`: everything but idle and iowait, steal
+/// by the hypervisor included), so that subtracting the server's and our own CPU time leaves what
+/// other processes (or other virtual machines) took from them. Interrupt and softirq time count
+/// as busy because on kernels without IRQ time accounting the tasks' own CPU time includes the
+/// softirq work (loopback TCP) done on their behalf. `/proc/stat` is sampled at the timer tick,
+/// so over a window of a couple of seconds the difference is good to a few percent of a core.
 pub fn cpus_busy(cpus: &[usize]) -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     // SAFETY: sysconf has no preconditions.
@@ -122,8 +124,11 @@ pub fn cpus_busy(cpus: &[usize]) -> Option<Duration> {
             continue;
         };
         if cpus.contains(&n) {
-            for _ in 0..3 {
-                ticks += f.next()?.parse::<u64>().ok()?;
+            // user nice system idle iowait irq softirq steal
+            for (i, v) in f.take(8).enumerate() {
+                if i != 3 && i != 4 {
+                    ticks += v.parse::<u64>().ok()?;
+                }
             }
         }
     }
