@@ -55,11 +55,6 @@ pub struct Config {
     /// Messages one connection may send in a burst above `rate_limit`. Default 200. A client
     /// that keeps sending after this many consecutive refusals is closed with 1008.
     pub rate_burst: u32,
-    /// Under load, how long a connection's first queued frame may wait for more frames to
-    /// share its write: a write syscall costs far more than the bytes it carries, so batching
-    /// can raise throughput; the delay only applies while the loop is busy, never at light
-    /// load. Default zero: write every turn.
-    pub write_coalesce: Duration,
     /// Per-connection read buffer given to tungstenite, and the most one read syscall takes.
     /// Default 2 KiB: it is allocated (and touched) for every idle connection too, so it is most
     /// of an idle connection's memory; a bigger message just takes several reads.
@@ -85,7 +80,6 @@ impl Config {
             shutdown_timeout: Duration::from_millis(1500),
             echo_path: None,
             allowed_origins: Vec::new(),
-            write_coalesce: Duration::ZERO,
             rate_limit: 100,
             rate_burst: 200,
         }

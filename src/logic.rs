@@ -38,6 +38,7 @@ pub fn run(
         let mut out = Vec::new();
         let mut stop = false;
         let batches = std::iter::once(first).chain(events.try_iter().take(MAX_BATCHES - 1));
+        let mut sent = false;
         'batches: for batch in batches {
             for event in batch {
                 match event {
@@ -50,12 +51,26 @@ pub fn run(
                     event => chat.handle(event, now, &mut out),
                 }
             }
+            // One output batch per input batch keeps output batches as small as the net
+            // thread's turns, so its per-turn limit can pace them.
+            if !out.is_empty() {
+                sent = true;
+                if to_net.send(std::mem::take(&mut out)).is_err() {
+                    return;
+                }
+            }
         }
         if Instant::now() >= next_tick {
             chat.handle(ToLogic::Tick, now, &mut out);
             next_tick = Instant::now() + TICK;
         }
-        if !out.is_empty() && (to_net.send(out).is_err() || waker.wake().is_err()) {
+        if !out.is_empty() {
+            sent = true;
+            if to_net.send(out).is_err() {
+                return;
+            }
+        }
+        if sent && waker.wake().is_err() {
             return;
         }
         if stop {

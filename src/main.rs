@@ -77,10 +77,6 @@ struct ServeArgs {
     /// Messages one client may send in a burst above the rate limit.
     #[arg(long, default_value_t = 200)]
     rate_burst: u32,
-    /// Under load, microseconds a client's first queued frame may wait for more to share a
-    /// write (0: write every turn).
-    #[arg(long, default_value_t = 0)]
-    write_coalesce_us: u64,
     /// Per-connection read buffer in bytes (most of an idle connection's memory).
     #[arg(long, default_value_t = 2048)]
     read_buffer_size: usize,
@@ -113,7 +109,6 @@ impl ServeArgs {
         c.allowed_origins = self.allow_origin;
         c.rate_limit = self.rate_limit;
         c.rate_burst = self.rate_burst;
-        c.write_coalesce = Duration::from_micros(self.write_coalesce_us);
         c.read_buffer_size = self.read_buffer_size.max(256);
         c
     }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::BufReader;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -510,4 +511,77 @@ fn sigterm_under_load_closes_everyone_and_exits() {
     let codes: Vec<Option<u16>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     let closes = codes.iter().filter(|c| **c == Some(1001)).count();
     assert_eq!(closes, CLIENTS, "close codes seen: {codes:?}");
+}
+
+#[test]
+fn overload_slows_senders_instead_of_cutting_readers_off() {
+    const MEMBERS: usize = 20;
+    const SENDERS: usize = 10;
+    const PER_SENDER: usize = 2000;
+    let _serial = heavy();
+    let server = TestServer::start_with(&["--rate-limit", "0"]);
+    let addr = server.addr();
+    let (mut owner, _) = server.chat_client();
+    owner.send(&format!(
+        "addchatroom(1,{},0,0,{},)",
+        s("flood"),
+        s(common::PASSWORD)
+    ));
+    assert!(owner.recv().starts_with("chatroomcreated(1,1,"));
+    let mut members: Vec<RawWs> = (0..MEMBERS)
+        .map(|_| {
+            let mut ws = RawWs::connect(&addr, "/");
+            ws.read_text();
+            ws.send_text("joinchatroom(1,1,0,0,)");
+            ws
+        })
+        .collect();
+    let expected = SENDERS * PER_SENDER;
+    let readers: Vec<_> = members
+        .iter_mut()
+        .map(|ws| {
+            // Buffered: these readers keep up with the server, only the senders are too fast.
+            let mut r = BufReader::with_capacity(1 << 16, ws.stream.try_clone().unwrap());
+            thread::spawn(move || {
+                let mut chats = 0;
+                let start = Instant::now();
+                while chats < expected && start.elapsed() < Duration::from_secs(120) {
+                    let Some(f) = common::read_frame_from(&mut r) else {
+                        break;
+                    };
+                    if f.payload.starts_with(b"chat(") {
+                        chats += 1;
+                    }
+                }
+                chats
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    // Every sender writes all its messages at once, as fast as TCP takes them.
+    let frame = RawWs::frame(
+        true,
+        0x1,
+        format!("send(1,1,{})", s(&"y".repeat(200))).as_bytes(),
+        true,
+    );
+    let blasts: Vec<_> = members[..SENDERS]
+        .iter()
+        .map(|ws| {
+            let mut w = ws.stream.try_clone().unwrap();
+            let batch = frame.repeat(PER_SENDER);
+            thread::spawn(move || std::io::Write::write_all(&mut w, &batch).unwrap())
+        })
+        .collect();
+    for b in blasts {
+        b.join().unwrap();
+    }
+    for r in readers {
+        assert_eq!(r.join().unwrap(), expected, "a reader lost messages");
+    }
+    let log = server.log();
+    assert!(
+        !log.contains("slow consumer"),
+        "healthy readers were cut off:\n{log}"
+    );
 }

@@ -121,8 +121,8 @@ pub struct Conn {
     pub writable: bool,
     /// Queued on the net loop's flush list.
     pub dirty: bool,
-    /// When the oldest application frame now queued was queued (for write coalescing).
-    pub pending_since: Option<Instant>,
+    /// Queued on the net loop's list of reads put off while output is backlogged.
+    pub read_deferred: bool,
     /// The logic thread was told this connection opened, so it must be told it closed.
     pub known_to_logic: bool,
     /// Rate limit of incoming messages.
@@ -193,7 +193,7 @@ impl Conn {
             pinged: false,
             writable: false,
             dirty: false,
-            pending_since: None,
+            read_deferred: false,
             known_to_logic: false,
             bucket: TokenBucket::full(burst, now),
         }

@@ -42,12 +42,13 @@ const SIGNALS: Token = Token(usize::MAX - 3);
 
 /// How often deadlines, pings and idle timeouts are checked.
 const SWEEP: Duration = Duration::from_secs(1);
+/// Deliveries (frame × recipient) queued per turn at most, so a turn stays short under load.
+const MAX_TURN_DELIVERIES: usize = 32 * 1024;
+/// Client messages forwarded to the logic thread per turn at most: bounds the output one turn's
+/// input can cause, so backpressure (see `drain_logic`) acts in small steps.
+const MAX_TURN_EVENTS: usize = 1024;
 /// Bytes one connection may read per turn of the loop before others get theirs.
 const READ_BUDGET: usize = 256 * 1024;
-/// Readiness events in one turn from which the loop counts as busy (see `flush_dirty`).
-const BUSY_EVENTS: usize = 16;
-/// A connection with this much queued is written at once, busy or not.
-const COALESCE_BYTES: usize = 16 * 1024;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -102,12 +103,11 @@ pub struct Net {
     accept_paused_until: Option<Instant>,
     /// Connections with output queued since the last flush.
     dirty: Vec<usize>,
-    /// Connections that used up their read budget and may have more input waiting.
+    /// Connections to read on the next turn: they used up their read budget, or their input
+    /// was deferred while output was backlogged.
     reread: Vec<usize>,
-    /// This turn had enough to do that small writes should wait to be coalesced.
-    busy: bool,
-    /// When the earliest connection held back for coalescing must be written.
-    flush_at: Option<Instant>,
+    /// The logic thread's output was not all queued last turn: read nobody until it is.
+    output_backlog: bool,
     stats: Stats,
 }
 
@@ -152,8 +152,7 @@ impl Net {
             accept_paused_until: None,
             dirty: Vec::new(),
             reread: Vec::new(),
-            busy: false,
-            flush_at: None,
+            output_backlog: false,
             stats: Stats::default(),
         })
     }
@@ -168,16 +167,15 @@ impl Net {
                 Some(next_sweep),
                 self.accept_paused_until,
                 self.stop_deadline,
-                self.flush_at,
             ]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or(next_sweep);
-            let timeout = if self.reread.is_empty() {
+            let timeout = if self.reread.is_empty() && !self.output_backlog {
                 wake_at.saturating_duration_since(now)
             } else {
-                Duration::ZERO // starved readers are waiting: just check for new events
+                Duration::ZERO // work is waiting: just check for new events
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != ErrorKind::Interrupted
@@ -186,21 +184,25 @@ impl Net {
                 break;
             }
             let now = Instant::now();
-            self.busy = events.iter().count() >= BUSY_EVENTS || !self.reread.is_empty();
+            // Output before input (see `drain_logic`).
+            self.drain_logic(now, MAX_TURN_DELIVERIES);
             for key in std::mem::take(&mut self.reread) {
-                self.on_readable(key, now);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.read_deferred = false; // off the list now: may go back on it
+                }
+                self.read_or_defer(key, now);
             }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(now),
-                    WAKER => self.drain_logic(now),
+                    WAKER => {} // the logic thread's output is drained at the top of every turn
                     SIGNALS => self.on_signals(now),
                     Token(key) => {
                         if ev.is_writable() {
                             self.mark_dirty(key);
                         }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.on_readable(key, now);
+                            self.read_or_defer(key, now);
                         }
                     }
                 }
@@ -217,7 +219,7 @@ impl Net {
                 next_sweep = now + SWEEP;
             }
             self.send_to_logic();
-            self.flush_dirty(now);
+            self.flush_dirty();
             if let Some(deadline) = self.stop_deadline
                 && (self.conns.is_empty() || now >= deadline)
             {
@@ -322,7 +324,7 @@ impl Net {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         // Whatever the logic thread already produced goes out before the close frames.
-        self.drain_logic(now);
+        self.drain_logic(now, usize::MAX);
         self.for_logic.push(ToLogic::Shutdown);
         self.stop_deadline = Some(now + self.cfg.shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -337,13 +339,26 @@ impl Net {
         }
     }
 
-    /// Applies everything the logic thread queued.
-    fn drain_logic(&mut self, now: Instant) {
-        while let Ok(batch) = self.from_logic.try_recv() {
+    /// Queues what the logic thread produced, up to about `limit` deliveries.
+    ///
+    /// This is the server's backpressure: while produced output is still waiting here, no
+    /// client is read (`read_or_defer`), so the logic thread gets no new work until the sockets
+    /// have taken what it already made. An overloaded server thus slows its senders down through
+    /// TCP, with bounded turns and bounded queues, instead of reading everything, falling ever
+    /// further behind, and finally cutting every member off as a slow consumer.
+    fn drain_logic(&mut self, now: Instant, limit: usize) {
+        let mut delivered = 0;
+        while delivered < limit
+            && let Ok(batch) = self.from_logic.try_recv()
+        {
             for msg in batch {
                 match msg {
-                    ToNet::Send { to, frame } => self.queue_data(to, Rc::new(frame), now),
+                    ToNet::Send { to, frame } => {
+                        delivered += 1;
+                        self.queue_data(to, Rc::new(frame), now);
+                    }
                     ToNet::SendMany { to, frame } => {
+                        delivered += to.len();
                         let frame = Rc::new(frame);
                         for &id in to.iter() {
                             self.queue_data(id, Rc::clone(&frame), now);
@@ -357,6 +372,7 @@ impl Net {
                 }
             }
         }
+        self.output_backlog = !self.from_logic.is_empty();
     }
 
     fn key_of(&self, id: ConnId) -> Option<usize> {
@@ -370,9 +386,6 @@ impl Net {
         let conn = &mut self.conns[key];
         if !conn.accepts_data() {
             return; // already closing: the peer has been told it is going away
-        }
-        if conn.outbox.is_empty() {
-            conn.pending_since = Some(now);
         }
         conn.outbox.push(frame);
         self.after_push(key, now);
@@ -443,6 +456,26 @@ impl Net {
         let conn = &mut self.conns[key];
         conn.phase = Phase::Draining { write_shut: false };
         conn.deadline = Some(now + self.cfg.close_timeout);
+    }
+
+    /// Reads from `key` now, or after the logic thread's output has been queued (see
+    /// `drain_logic`).
+    fn read_or_defer(&mut self, key: usize, now: Instant) {
+        if self.output_backlog || self.for_logic.len() >= MAX_TURN_EVENTS {
+            self.defer_read(key);
+        } else {
+            self.on_readable(key, now);
+        }
+    }
+
+    /// Puts `key` on the list of connections to read on the next turn (once).
+    fn defer_read(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && !conn.read_deferred
+        {
+            conn.read_deferred = true;
+            self.reread.push(key);
+        }
     }
 
     fn on_readable(&mut self, key: usize, now: Instant) {
@@ -534,6 +567,12 @@ impl Net {
     fn read_ws(&mut self, key: usize, now: Instant) -> bool {
         self.conns[key].io.refill(READ_BUDGET);
         loop {
+            if self.for_logic.len() >= MAX_TURN_EVENTS {
+                // Enough work for the logic thread this turn; the rest (possibly already
+                // buffered by tungstenite) is read next turn.
+                self.defer_read(key);
+                return true;
+            }
             let conn = &mut self.conns[key];
             let Phase::Ws { ctx, closing, .. } = &mut conn.phase else {
                 return true;
@@ -563,7 +602,7 @@ impl Net {
                 }
                 Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
                     if conn.io.starved {
-                        self.reread.push(key);
+                        self.defer_read(key);
                     }
                     return true;
                 }
@@ -677,16 +716,8 @@ impl Net {
     }
 
     /// Writes every connection with pending output.
-    ///
-    /// Under load, a connection whose queue is still small and whose oldest frame is younger
-    /// than `write_coalesce` waits for a later turn, so several frames share one `writev`: the
-    /// syscall (and the TCP segment it makes) costs far more than the bytes it carries. At light
-    /// load nothing waits.
-    fn flush_dirty(&mut self, now: Instant) {
-        let coalesce = self.busy && !self.cfg.write_coalesce.is_zero();
+    fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
-        let mut waiting = Vec::new();
-        self.flush_at = None;
         for key in dirty.drain(..) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -694,23 +725,11 @@ impl Net {
             if !conn.dirty {
                 continue;
             }
-            if coalesce
-                && conn.outbox.len() < COALESCE_BYTES
-                && conn.accepts_data()
-                && let Some(since) = conn.pending_since
-                && now < since + self.cfg.write_coalesce
-            {
-                let due = since + self.cfg.write_coalesce;
-                self.flush_at = Some(self.flush_at.map_or(due, |t| t.min(due)));
-                waiting.push(key);
-                continue;
-            }
             conn.dirty = false;
             if !self.flush(key) {
                 self.remove(key);
             }
         }
-        dirty.extend(waiting);
         self.dirty = dirty;
     }
 
@@ -724,9 +743,6 @@ impl Net {
                 return false;
             }
         };
-        if drained {
-            conn.pending_since = None;
-        }
         if drained
             && let Phase::Draining {
                 write_shut: write_shut @ false,

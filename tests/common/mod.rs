@@ -337,29 +337,7 @@ impl RawWs {
 
     /// Reads one server frame; `None` on EOF or error.
     pub fn read_frame(&mut self) -> Option<RawFrame> {
-        let mut h = [0u8; 2];
-        self.stream.read_exact(&mut h).ok()?;
-        assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
-        let len = match h[1] & 0x7f {
-            126 => {
-                let mut l = [0u8; 2];
-                self.stream.read_exact(&mut l).ok()?;
-                u16::from_be_bytes(l) as usize
-            }
-            127 => {
-                let mut l = [0u8; 8];
-                self.stream.read_exact(&mut l).ok()?;
-                u64::from_be_bytes(l) as usize
-            }
-            n => n as usize,
-        };
-        let mut payload = vec![0u8; len];
-        self.stream.read_exact(&mut payload).ok()?;
-        Some(RawFrame {
-            fin: h[0] & 0x80 != 0,
-            opcode: h[0] & 0x0f,
-            payload,
-        })
+        read_frame_from(&mut self.stream)
     }
 
     /// Reads one data frame's payload as text (skipping pings).
@@ -403,4 +381,31 @@ impl RawWs {
             }
         }
     }
+}
+
+/// Reads one server frame from `r` (a socket, or a buffered reader for fast consumers).
+pub fn read_frame_from(r: &mut impl Read) -> Option<RawFrame> {
+    let mut h = [0u8; 2];
+    r.read_exact(&mut h).ok()?;
+    assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            r.read_exact(&mut l).ok()?;
+            u16::from_be_bytes(l) as usize
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            r.read_exact(&mut l).ok()?;
+            u64::from_be_bytes(l) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).ok()?;
+    Some(RawFrame {
+        fin: h[0] & 0x80 != 0,
+        opcode: h[0] & 0x0f,
+        payload,
+    })
 }
