@@ -102,6 +102,11 @@ struct Cli {
     /// Event-loop threads.
     #[arg(short = 't', long, default_value_t = 1)]
     threads: usize,
+    /// Under heavy load (64 or more messages in one turn) wait this many microseconds between
+    /// rounds of reads, so that each read takes many messages; adds at most that much to the
+    /// measured latency under such load. 0 reads at once.
+    #[arg(long, default_value_t = 0)]
+    read_batch_us: u64,
     /// Report this process's memory (VmRSS) and CPU use: the server under test.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -195,6 +200,9 @@ fn validate(cli: &Cli) -> Result<(), String> {
     }
     if cli.connect_concurrency == 0 {
         return Err("--connect-concurrency must be at least 1".into());
+    }
+    if cli.read_batch_us > 100_000 {
+        return Err("--read-batch-us must be at most 100000".into());
     }
     if cli.window == 0 || cli.window > 1_000_000 {
         return Err("--window must be between 1 and 1000000".into());
@@ -493,6 +501,7 @@ fn run(cli: &Cli) -> Result<Report, String> {
         login,
         order_check: false,
         hard_deadline,
+        read_batch: Duration::from_micros(cli.read_batch_us),
     };
     let order_entries: usize = (0..plan.rooms)
         .map(|r| (plan.connections / plan.rooms + 1) * plan.senders_in_room(r))

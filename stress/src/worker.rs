@@ -35,6 +35,8 @@ const READ_CHUNK: usize = 256 * 1024;
 const SEND_BATCH: u64 = 4096;
 /// How long to wait for the server to answer our close frames at the end.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Frames handled in one loop turn from which the next turn waits `Plan::read_batch` first.
+const BUSY_FRAMES: u64 = 64;
 /// A response head longer than this is not a WebSocket server talking.
 const MAX_HEAD: usize = 16 * 1024;
 /// Message ids used by each connection's own setup commands (they must match the replies).
@@ -82,6 +84,8 @@ pub struct Plan {
     pub order_check: bool,
     /// Workers give up by themselves after this, whatever the controller says.
     pub hard_deadline: Instant,
+    /// Under heavy load, the least time between two rounds of reads (0: read at once).
+    pub read_batch: Duration,
 }
 
 impl Plan {
@@ -374,7 +378,14 @@ impl Worker {
     /// everything and returns the totals.
     pub fn run(mut self) -> FinalReport {
         let mut events = Events::with_capacity(1024);
+        let mut pause_until: Option<Instant> = None;
         loop {
+            if let Some(t) = pause_until.take() {
+                let d = t.saturating_duration_since(Instant::now());
+                if !d.is_zero() {
+                    std::thread::sleep(d);
+                }
+            }
             self.sync_command();
             if self.cmd.stop || Instant::now() >= self.plan.hard_deadline {
                 break;
@@ -397,6 +408,8 @@ impl Worker {
                 self.note_error(format!("poll: {e}"));
                 break;
             }
+            let polled = Instant::now();
+            let frames_before = self.total.frames;
             for ev in events.iter() {
                 if ev.token() == WAKE {
                     continue;
@@ -411,6 +424,13 @@ impl Worker {
                 if ev.is_writable() && self.conns[k].sock.is_some() {
                     self.mark_dirty(k);
                 }
+            }
+            // Under heavy load, let data pile up in the sockets for a moment before the next
+            // round of reads: fewer, larger reads cost far less than one read (and one loopback
+            // ACK) per message, which otherwise makes the client the bottleneck against servers
+            // that send every message in its own TCP segment. Light load is read at once.
+            if !self.plan.read_batch.is_zero() && self.total.frames - frames_before >= BUSY_FRAMES {
+                pause_until = Some(polled + self.plan.read_batch);
             }
         }
         self.shutdown(&mut events);
