@@ -180,9 +180,12 @@ fn raw_mode_through_the_room_url_endpoint() {
         "ws://127.0.0.1:{}/ws/chat/{{room}}/?nickname=u{{i}}",
         server.port
     );
+    // With read batching on, as bench.sh runs its ramps: it must not lose or reorder anything.
     let r = stress(&[
         "--url-template",
         &template,
+        "--read-batch-us",
+        "200",
         "-n",
         "50",
         "-r",
