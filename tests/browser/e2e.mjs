@@ -1,6 +1,6 @@
 // End-to-end test of the chat page in headless Chromium, driven by playwright-core.
 //
-// Run by tests/browser.rs, which starts the server and passes:
+// Run by tests/it/browser.rs, which starts the server and passes:
 //   CHAT_URL        http://127.0.0.1:PORT/
 //   CHAT_PASSWORD   the server password the server was started with
 //   ARTIFACTS       directory for screenshots (page-a.png, page-b.png, ...)
@@ -25,7 +25,7 @@ const TOTAL_MS = 150_000; // the whole run
 function need(name) {
   const v = process.env[name];
   if (!v) {
-    console.error(`e2e: environment variable ${name} is required (run through \`cargo test --test browser\`)`);
+    console.error(`e2e: environment variable ${name} is required (run through \`cargo test --test it browser\`)`);
     process.exit(2);
   }
   return v;

@@ -6,9 +6,7 @@
 //! client first, so by then the logic thread has queued whatever the action caused, and anything
 //! queued for the probed client would arrive before the probe's reply.
 
-mod common;
-
-use common::{Client, TestServer, UPGRADE, raw_exchange};
+use crate::common::{Client, TestServer, UPGRADE, raw_exchange};
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 use websocket::http::MAX_ROOM_URL_FIELD;

@@ -8,15 +8,13 @@
 //! test is skipped with a message, except when the `CI` environment variable is set: then every
 //! missing piece is a failure.
 
-mod common;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, TestServer};
+use crate::common::{PASSWORD, TestServer};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The whole browser run; the driver bounds each of its steps at 10 s and itself at 150 s.
@@ -34,6 +32,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn chat_page_end_to_end_in_headless_chromium() {
+    let _serial = crate::common::heavy();
     let in_ci = std::env::var_os("CI").is_some();
     if !Path::new(CHROMIUM).exists() {
         assert!(

@@ -1,14 +1,12 @@
 //! The transport foundation against the real binary: HTTP, handshake, ids, control frames,
 //! graceful shutdown, and start-up errors.
 
-mod common;
-
 use std::collections::HashSet;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, raw_exchange};
+use crate::common::{TestServer, raw_exchange};
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
@@ -191,7 +189,7 @@ fn foreign_origins_get_403_unless_allowed() {
         let req = format!(
             "GET / HTTP/1.1\r\nHost: {}\r\n{}Origin: {origin}\r\n\r\n",
             server.addr(),
-            common::UPGRADE
+            crate::common::UPGRADE
         );
         let reply = raw_exchange_head(&server.addr(), req.as_bytes());
         reply.split(' ').nth(1).unwrap_or_default().to_string()
@@ -211,7 +209,7 @@ fn foreign_origins_get_403_unless_allowed() {
 fn raw_exchange_head(addr: &str, request: &[u8]) -> String {
     use std::io::{BufRead, BufReader, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    s.set_read_timeout(Some(crate::common::TIMEOUT)).unwrap();
     s.write_all(request).unwrap();
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).unwrap();

@@ -1,12 +1,10 @@
 //! Test harness: runs the real `websocket` binary on an ephemeral loopback port and talks
 //! WebSocket to it with blocking tungstenite clients. Every wait has a timeout.
 
-#![allow(dead_code)] // each test crate uses a different part of the harness
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -253,7 +251,6 @@ pub struct RawWs {
 /// A frame as the server sent it.
 #[derive(Debug)]
 pub struct RawFrame {
-    pub fin: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -404,8 +401,15 @@ pub fn read_frame_from(r: &mut impl Read) -> Option<RawFrame> {
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).ok()?;
     Some(RawFrame {
-        fin: h[0] & 0x80 != 0,
         opcode: h[0] & 0x0f,
         payload,
     })
+}
+
+/// Held by the tests that load the machine (thousands of sockets, full-speed rooms), so they do
+/// not run at the same time and starve each other's clients into looking like slow consumers.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+pub fn heavy() -> MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,25 +1,15 @@
 //! Faults and attacks from the fault checklist, against the real binary on loopback. Each test
 //! is bounded in connections and time.
 
-mod common;
-
 use std::io::{BufReader, Read};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{RawWs, TestServer};
+use crate::common::{RawWs, TestServer, heavy};
 use socket2::{Domain, SockRef, Socket, Type};
-
-/// Held by the tests that load the machine (thousands of sockets, full-speed rooms), so they do
-/// not run at the same time and starve each other's clients into looking like slow consumers.
-static HEAVY: Mutex<()> = Mutex::new(());
-
-fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Raises this test process's open-file limit so it can hold many client sockets.
 fn raise_fd_limit() {
@@ -41,12 +31,12 @@ fn s(text: &str) -> String {
 
 /// Creates a persistent room (chatroomid 1, the first room of a fresh server) through a
 /// protocol client, which is returned so it stays connected.
-fn persistent_room(server: &TestServer, name: &str) -> common::Client {
+fn persistent_room(server: &TestServer, name: &str) -> crate::common::Client {
     let (mut owner, _) = server.chat_client();
     owner.send(&format!(
         "addchatroom(1,{},0,0,{},)",
         s(name),
-        s(common::PASSWORD)
+        s(crate::common::PASSWORD)
     ));
     assert!(owner.recv().starts_with("chatroomcreated(1,1,"));
     owner
@@ -71,7 +61,7 @@ fn count_chats(mut reader: impl Read + Send + 'static, expected: usize) -> JoinH
         let mut chats = 0;
         let start = Instant::now();
         while chats < expected && start.elapsed() < Duration::from_secs(120) {
-            let Some(f) = common::read_frame_from(&mut reader) else {
+            let Some(f) = crate::common::read_frame_from(&mut reader) else {
                 break;
             };
             if f.payload.starts_with(b"chat(") {

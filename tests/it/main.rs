@@ -1,0 +1,9 @@
+//! The integration tests: one crate, so the harness in `common` is compiled once and every
+//! module uses it. Each test starts the real `websocket` binary on an ephemeral loopback port.
+
+mod browser;
+mod common;
+mod crash;
+mod faults;
+mod foundation;
+mod protocol;
