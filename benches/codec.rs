@@ -3,7 +3,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use websocket::proto::{self, Reply};
+use websocket::dialect::protocol::codec::{self as proto, Reply};
 use websocket::ws::FrameWriter;
 
 /// A `send(M,R,message)` with a message of `len` bytes, as a client would write it.

@@ -2,12 +2,12 @@
 //! frame is encoded once and the room's audience is cached between membership changes, so the
 //! cost should not grow with the room.
 
-use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use websocket::chat::Chat;
-use websocket::events::{ConnId, Endpoint, ToLogic, ToNet};
-use websocket::proto;
+use websocket::chat::{Dialect, Entry};
+use websocket::dialect;
+use websocket::events::{ConnId, ToLogic, ToNet};
+use websocket::logic::Logic;
 
 const NOW: u64 = 1_700_000_000;
 
@@ -18,21 +18,20 @@ fn conn(i: u32) -> ConnId {
     }
 }
 
-fn command(chat: &mut Chat, c: ConnId, text: &[u8], out: &mut Vec<ToNet>) {
-    let command = proto::parse(text);
-    chat.handle(ToLogic::Command { conn: c, command }, NOW, out);
+fn command(logic: &mut Logic, c: ConnId, text: &[u8], out: &mut Vec<ToNet>) {
+    let request = dialect::parse(Dialect::Protocol, text);
+    logic.handle(ToLogic::Request { conn: c, request }, NOW, out);
 }
 
 /// A chat with `members` protocol connections in one persistent room (chatroomid 1).
-fn protocol_room(members: u32) -> Chat {
-    let mut chat = Chat::new(b"pw");
+fn protocol_room(members: u32) -> Logic {
+    let mut chat = Logic::new(b"pw");
     let mut out = Vec::new();
     for i in 0..members {
-        let endpoint = Endpoint::Protocol;
         chat.handle(
             ToLogic::Opened {
                 conn: conn(i),
-                endpoint,
+                entry: Entry::Protocol,
             },
             NOW,
             &mut out,
@@ -52,18 +51,18 @@ fn protocol_room(members: u32) -> Chat {
 }
 
 /// A chat with `members` room-URL connections in room `bench`.
-fn url_room(members: u32) -> Chat {
-    let mut chat = Chat::new(b"pw");
+fn url_room(members: u32) -> Logic {
+    let mut chat = Logic::new(b"pw");
     let mut out = Vec::new();
     for i in 0..members {
-        let endpoint = Endpoint::Room {
+        let entry = Entry::RoomUrl {
             room: "bench".to_string(),
             nickname: format!("u{i}"),
         };
         chat.handle(
             ToLogic::Opened {
                 conn: conn(i),
-                endpoint,
+                entry,
             },
             NOW,
             &mut out,
@@ -84,16 +83,19 @@ fn assert_broadcast(out: &[ToNet], members: u32) {
 fn send_to_room(c: &mut Criterion) {
     let mut g = c.benchmark_group("logic_send");
     let payload = "x".repeat(64);
-    let send = proto::parse(format!("send(9,1,64,{payload})").as_bytes()).expect("valid send");
-    let text = Bytes::from(payload.clone());
+    let send = dialect::parse(
+        Dialect::Protocol,
+        format!("send(9,1,64,{payload})").as_bytes(),
+    );
+    let line = dialect::parse(Dialect::RoomUrl, payload.as_bytes());
     for members in [10u32, 1_000, 10_000] {
         g.throughput(Throughput::Elements(members as u64));
 
         let mut chat = protocol_room(members);
         let mut out = Vec::new();
-        let event = || ToLogic::Command {
+        let event = || ToLogic::Request {
             conn: conn(0),
-            command: Ok(send.clone()),
+            request: send.clone(),
         };
         chat.handle(event(), NOW, &mut out);
         assert_broadcast(&out, members);
@@ -105,9 +107,9 @@ fn send_to_room(c: &mut Criterion) {
         });
 
         let mut chat = url_room(members);
-        let event = || ToLogic::RoomText {
+        let event = || ToLogic::Request {
             conn: conn(0),
-            text: text.clone(),
+            request: line.clone(),
         };
         out.clear();
         chat.handle(event(), NOW, &mut out);

@@ -6,13 +6,19 @@
 
 use tungstenite::handshake::derive_accept_key;
 
-use crate::events::Endpoint;
+use crate::chat::Entry;
 
 /// The browser chat page, embedded in the binary.
 pub const PAGE: &str = include_str!("page/index.html");
 
 /// The subprotocol of the command protocol; selected when a client offers it.
 pub const SUBPROTOCOL: &str = "chatroom-protocol";
+
+/// The subprotocol of the JSON dialect: offered on any path, it selects that dialect.
+pub const JSON_SUBPROTOCOL: &str = "gtchat-json";
+
+/// The path of the JSON dialect.
+pub const JSON_PATH: &str = "/json";
 
 /// Most headers a request head may carry.
 const MAX_HEADERS: usize = 64;
@@ -36,15 +42,15 @@ pub enum Head {
 pub enum Route {
     /// Serve a plain HTTP response and close.
     Respond(Response),
-    /// Switch to WebSocket: send `response` (a `101`), then speak `dialect`.
-    Upgrade { response: Vec<u8>, dialect: Dialect },
+    /// Switch to WebSocket: send `response` (a `101`), then provide `service`.
+    Upgrade { response: Vec<u8>, service: Service },
 }
 
-/// What a WebSocket connection speaks.
+/// What a WebSocket connection is for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Dialect {
+pub enum Service {
     /// A chat dialect, handled by the logic thread.
-    Chat(Endpoint),
+    Chat(Entry),
     /// Echo every message back (conformance testing only, off unless configured).
     Echo,
 }
@@ -165,35 +171,49 @@ fn upgrade(req: &httparse::Request, path: &str, query: &str, echo_path: Option<&
         Some(k) if !k.is_empty() && header_has_token(req, "connection", "upgrade") => k,
         _ => return Route::Respond(error(400, "Bad Request")),
     };
-    let dialect = if echo_path == Some(path) {
-        Dialect::Echo
+    let json =
+        path == JSON_PATH || header_has_token(req, "sec-websocket-protocol", JSON_SUBPROTOCOL);
+    let service = if echo_path == Some(path) {
+        Service::Echo
+    } else if json {
+        Service::Chat(Entry::Json)
     } else if let Some(rest) = path.strip_prefix("/ws/chat/") {
         match room_endpoint(rest, query) {
-            Ok(endpoint) => Dialect::Chat(endpoint),
+            Ok(endpoint) => Service::Chat(endpoint),
             Err(()) => return Route::Respond(error(400, "Bad Request")),
         }
     } else {
-        Dialect::Chat(Endpoint::Protocol)
+        Service::Chat(Entry::Protocol)
     };
-    let subprotocol = matches!(dialect, Dialect::Chat(Endpoint::Protocol))
-        && header_has_token(req, "sec-websocket-protocol", SUBPROTOCOL);
+    let subprotocol = match service {
+        Service::Chat(Entry::Protocol) => {
+            header_has_token(req, "sec-websocket-protocol", SUBPROTOCOL).then_some(SUBPROTOCOL)
+        }
+        Service::Chat(Entry::Json) => {
+            header_has_token(req, "sec-websocket-protocol", JSON_SUBPROTOCOL)
+                .then_some(JSON_SUBPROTOCOL)
+        }
+        _ => None,
+    };
     let mut response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
          sec-websocket-accept: {}\r\n",
         derive_accept_key(key)
     );
-    if subprotocol {
-        response.push_str("sec-websocket-protocol: chatroom-protocol\r\n");
+    if let Some(subprotocol) = subprotocol {
+        response.push_str("sec-websocket-protocol: ");
+        response.push_str(subprotocol);
+        response.push_str("\r\n");
     }
     response.push_str("\r\n");
     Route::Upgrade {
         response: response.into_bytes(),
-        dialect,
+        service,
     }
 }
 
 /// `{room}/?nickname={nickname}` (the trailing slash is optional), both percent-decoded.
-fn room_endpoint(rest: &str, query: &str) -> Result<Endpoint, ()> {
+fn room_endpoint(rest: &str, query: &str) -> Result<Entry, ()> {
     let room = rest.strip_suffix('/').unwrap_or(rest);
     let nickname = query
         .split('&')
@@ -205,7 +225,7 @@ fn room_endpoint(rest: &str, query: &str) -> Result<Endpoint, ()> {
     if !ok(&room) || !ok(&nickname) || nickname.chars().any(char::is_control) {
         return Err(());
     }
-    Ok(Endpoint::Room { room, nickname })
+    Ok(Entry::RoomUrl { room, nickname })
 }
 
 /// Decodes `%XX` escapes (and `+` as space, as browsers encode query values) into UTF-8.
@@ -324,7 +344,7 @@ mod tests {
             "GET / HTTP/1.1\r\n{WS}Sec-WebSocket-Protocol: foo, chatroom-protocol\r\n\r\n"
         ));
         let Head::Complete {
-            route: Route::Upgrade { response, dialect },
+            route: Route::Upgrade { response, service },
             ..
         } = h
         else {
@@ -334,7 +354,7 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 101 "));
         assert!(text.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(text.contains("sec-websocket-protocol: chatroom-protocol\r\n"));
-        assert_eq!(dialect, Dialect::Chat(Endpoint::Protocol));
+        assert_eq!(service, Service::Chat(Entry::Protocol));
 
         let h = p(&format!("GET /anything HTTP/1.1\r\n{WS}\r\n"));
         let Head::Complete {
@@ -374,14 +394,14 @@ mod tests {
     fn routes_echo_and_room_urls() {
         let dialect = |path: &str| match p(&format!("GET {path} HTTP/1.1\r\n{WS}\r\n")) {
             Head::Complete {
-                route: Route::Upgrade { dialect, .. },
+                route: Route::Upgrade { service, .. },
                 ..
-            } => Some(dialect),
+            } => Some(service),
             _ => None,
         };
-        assert_eq!(dialect("/echo"), Some(Dialect::Echo));
+        assert_eq!(dialect("/echo"), Some(Service::Echo));
         let room = |r: &str, n: &str| {
-            Some(Dialect::Chat(Endpoint::Room {
+            Some(Service::Chat(Entry::RoomUrl {
                 room: r.into(),
                 nickname: n.into(),
             }))

@@ -1,4 +1,7 @@
-//! The logic thread: applies events to the chat state and hands the results to the net thread.
+//! The logic thread: applies events to the chat core and routes its effects to their sinks.
+//!
+//! Today there is one sink, the net thread: events and replies are rendered by their dialect
+//! (once per dialect present in an audience) into frames, and sent as [`ToNet`] batches.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -6,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::Waker;
 
-use crate::chat::Chat;
-use crate::events::{ToLogic, ToNet};
+use crate::chat::{Actor, Chat, Dialect, Effect, Event, Farewell, Recipients, Sink};
+use crate::dialect::{self, ActorView};
+use crate::events::{Frame, ToLogic, ToNet};
 
 /// How often `Tick` drives time-based state (snap expiry).
 const TICK: Duration = Duration::from_secs(1);
@@ -22,7 +26,7 @@ const MAX_BATCHES: usize = 16;
 /// single-channel wait is much cheaper than a `select!`, which registers and unregisters with
 /// both channels on every wake-up.
 pub fn run(
-    mut chat: Chat,
+    mut logic: Logic,
     events: Receiver<Vec<ToLogic>>,
     to_net: Sender<Vec<ToNet>>,
     waker: Arc<Waker>,
@@ -48,7 +52,7 @@ pub fn run(
                     }
                     ToLogic::InjectPanic => panic!("injected panic (websocket test debug panic)"),
                     ToLogic::Forward(msg) => out.push(msg),
-                    event => chat.handle(event, now, &mut out),
+                    event => logic.handle(event, now, &mut out),
                 }
             }
             // One output batch per input batch keeps output batches as small as the net
@@ -61,7 +65,7 @@ pub fn run(
             }
         }
         if Instant::now() >= next_tick {
-            chat.handle(ToLogic::Tick, now, &mut out);
+            logic.handle(ToLogic::Tick, now, &mut out);
             next_tick = Instant::now() + TICK;
         }
         if !out.is_empty() {
@@ -83,4 +87,138 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// The chat core with its effects routed to the net thread: what the logic thread runs, and
+/// what tests, benchmarks and the fuzzer drive one event at a time.
+pub struct Logic {
+    chat: Chat,
+}
+
+impl Logic {
+    /// Empty state; `server_password` gates the admin commands.
+    pub fn new(server_password: &[u8]) -> Logic {
+        Logic {
+            chat: Chat::new(server_password),
+        }
+    }
+
+    /// Applies one event at unix time `now` (seconds), appending what to send to `out`.
+    ///
+    /// `Shutdown` and `InjectPanic` belong to [`run`] and are ignored here.
+    pub fn handle(&mut self, event: ToLogic, now: u64, out: &mut Vec<ToNet>) {
+        let mut router = Router { out };
+        match event {
+            ToLogic::Opened { conn, entry } => self.chat.open(conn, entry, &mut router),
+            ToLogic::Request { conn, request } => {
+                self.chat.request(conn, request, now, &mut router)
+            }
+            ToLogic::Closed { conn } => self.chat.close(conn, &mut router),
+            ToLogic::Tick => self.chat.tick(now),
+            ToLogic::Forward(msg) => out.push(msg),
+            ToLogic::Shutdown | ToLogic::InjectPanic => {}
+        }
+    }
+}
+
+/// Renders the core's effects for the net thread.
+struct Router<'o> {
+    out: &'o mut Vec<ToNet>,
+}
+
+impl Sink for Router<'_> {
+    fn emit(&mut self, effect: Effect<'_>) {
+        match effect {
+            Effect::Tell {
+                dialect,
+                to,
+                actor,
+                mid,
+                event,
+            } => self.tell(dialect, to, actor, mid, event),
+            Effect::Reply {
+                conn,
+                dialect,
+                mid,
+                kind,
+                tag,
+                result,
+            } => {
+                if let Some(frame) = dialect::render_reply(dialect, mid, kind, tag, &result) {
+                    self.out.push(ToNet::Send { to: conn, frame });
+                }
+            }
+            Effect::Close { conn, why } => {
+                let reason = match why {
+                    Farewell::LoggedOut => "logout",
+                    Farewell::RoomRemoved => "chatroom removed",
+                };
+                self.out.push(ToNet::Close {
+                    conn,
+                    code: crate::net::close::NORMAL,
+                    reason,
+                });
+            }
+        }
+    }
+}
+
+impl Router<'_> {
+    /// One rendering for `to`, shared by all of them; the actor gets its own view.
+    fn tell(
+        &mut self,
+        dialect: Dialect,
+        to: Recipients,
+        actor: Option<Actor>,
+        mid: u64,
+        event: &Event<'_>,
+    ) {
+        let render = |as_actor| dialect::render_event(dialect, mid, event, as_actor);
+        let Some(actor) = actor else {
+            if let Some(frame) = render(false) {
+                self.send(to, None, frame);
+            }
+            return;
+        };
+        let except = actor.in_audience.then_some(actor.conn);
+        match dialect::actor_view(dialect, event) {
+            ActorView::Same => {
+                let Some(frame) = render(false) else { return };
+                let to = if actor.in_audience {
+                    to
+                } else {
+                    to.iter().copied().chain([actor.conn]).collect()
+                };
+                self.send(to, None, frame);
+            }
+            ActorView::Own => {
+                if let Some(frame) = render(true) {
+                    self.out.push(ToNet::Send {
+                        to: actor.conn,
+                        frame,
+                    });
+                }
+                if let Some(frame) = render(false) {
+                    self.send(to, except, frame);
+                }
+            }
+            ActorView::Nothing => {
+                if let Some(frame) = render(false) {
+                    self.send(to, except, frame);
+                }
+            }
+        }
+    }
+
+    /// Queues `frame` for `to` but `except`: nothing when that leaves nobody, a plain send for
+    /// one recipient.
+    fn send(&mut self, to: Recipients, except: Option<crate::events::ConnId>, frame: Frame) {
+        let msg = match (&*to, except) {
+            ([], _) => return,
+            ([one], Some(ex)) if *one == ex => return,
+            ([one], _) => ToNet::Send { to: *one, frame },
+            _ => ToNet::SendMany { to, except, frame },
+        };
+        self.out.push(msg);
+    }
 }

@@ -20,17 +20,16 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
-use crate::chat::Chat;
+use crate::chat::Entry;
 use crate::config::Config;
 use crate::crash;
-use crate::events::{ConnId, Endpoint, ToLogic, ToNet};
-use crate::http::{self, Dialect, Head, Response, Route};
-use crate::proto::{
-    self, ChatroomListWriter, Command, MembersWriter, ParseError, Reply, Secret, UsersWriter,
-    error_text,
+use crate::dialect::protocol::codec::{
+    self as proto, ChatroomListWriter, Command, MembersWriter, ParseError, Reply, Secret,
+    UsersWriter, error_text,
 };
+use crate::http::{self, Head, Response, Route, Service};
 use crate::server::Server;
-use crate::ws;
+use crate::{transcript, ws};
 
 /// What a self-test returns: `Err` explains the first check that failed.
 type Outcome = Result<(), String>;
@@ -62,7 +61,7 @@ const TESTS: &[SelfTest] = &[
     },
     SelfTest {
         name: "chat",
-        about: "chat state: the protocol.md example exchange, a disconnect, the room-URL dialect",
+        about: "chat logic: the protocol documents' examples in every dialect and across dialects",
         kind: Kind::Check(chat),
     },
     SelfTest {
@@ -463,196 +462,12 @@ fn frames() -> Outcome {
 // ---------------------------------------------------------------------------------------------
 // chat
 
-/// Fixed "now" for the chat state (unix seconds): its behaviour must not depend on the clock.
-const NOW: u64 = 1_700_000_000;
-
-/// Drives a [`Chat`] with events from numbered clients and checks what each one is sent.
-struct ChatDriver {
-    chat: Chat,
-    conns: Vec<ConnId>,
-    closed: Vec<ConnId>,
-}
-
-impl ChatDriver {
-    fn new() -> Self {
-        ChatDriver {
-            chat: Chat::new(b"pw"),
-            conns: Vec::new(),
-            closed: Vec::new(),
-        }
-    }
-
-    /// Opens client number `conns.len()` and checks its greeting.
-    fn open(&mut self, endpoint: Endpoint, greeting: &[(usize, &str)]) -> Outcome {
-        let conn = ConnId {
-            slot: self.conns.len() as u32,
-            generation: 1,
-        };
-        self.conns.push(conn);
-        self.step(
-            format!("client {} opens", self.conns.len() - 1),
-            ToLogic::Opened { conn, endpoint },
-            greeting,
-        )
-    }
-
-    /// Client `from` sends `text` as a protocol message.
-    fn command(&mut self, from: usize, text: &str, want: &[(usize, &str)]) -> Outcome {
-        let conn = self.conns[from];
-        let command = proto::parse(text.as_bytes());
-        self.step(
-            format!("client {from} sends {text:?}"),
-            ToLogic::Command { conn, command },
-            want,
-        )
-    }
-
-    /// Client `from` (a room-URL connection) sends `text`.
-    fn room_text(&mut self, from: usize, text: &str, want: &[(usize, &str)]) -> Outcome {
-        let conn = self.conns[from];
-        let text = bytes::Bytes::copy_from_slice(text.as_bytes());
-        self.step(
-            format!("client {from} says {text:?}"),
-            ToLogic::RoomText { conn, text },
-            want,
-        )
-    }
-
-    fn close(&mut self, who: usize, want: &[(usize, &str)]) -> Outcome {
-        let conn = self.conns[who];
-        self.closed.push(conn);
-        self.step(
-            format!("client {who} disconnects"),
-            ToLogic::Closed { conn },
-            want,
-        )
-    }
-
-    /// Applies `event`; every client must be sent exactly its messages in `want`, in order.
-    /// Output to closed connections is ignored: the net thread drops it.
-    fn step(&mut self, what: String, event: ToLogic, want: &[(usize, &str)]) -> Outcome {
-        let mut out = Vec::new();
-        self.chat.handle(event, NOW, &mut out);
-        let mut got = vec![Vec::<String>::new(); self.conns.len()];
-        for action in out {
-            let (to, text) = match action {
-                ToNet::Send { to, frame } => (vec![to], decode(&frame)?),
-                ToNet::SendMany { to, frame } => (to.to_vec(), decode(&frame)?),
-                ToNet::Close { conn, code, .. } => (vec![conn], format!("<close {code}>")),
-            };
-            for conn in to.into_iter().filter(|c| !self.closed.contains(c)) {
-                let i = self.conns.iter().position(|&c| c == conn);
-                let i = i.ok_or_else(|| format!("{what}: output for unknown {conn:?}: {text}"))?;
-                got[i].push(text.clone());
-            }
-        }
-        for (i, got) in got.iter().enumerate() {
-            let want: Vec<&str> = want
-                .iter()
-                .filter(|(c, _)| *c == i)
-                .map(|&(_, t)| t)
-                .collect();
-            expect_eq(
-                format!("{what}: client {i} got"),
-                got.iter().map(String::as_str).collect(),
-                want,
-            )?;
-        }
-        Ok(())
-    }
-}
-
-fn decode(frame: &[u8]) -> Result<String, String> {
-    ws::text_payload(frame)
-        .map(show)
-        .ok_or_else(|| format!("not a text frame: {frame:?}"))
-}
-
+/// The scripted conversations of `transcript`: the protocol documents' examples, in each
+/// dialect and across dialects.
 fn chat() -> Outcome {
-    const A: usize = 0;
-    const B: usize = 1;
-    // protocol.md §8, then a disconnect (§7).
-    let mut d = ChatDriver::new();
-    d.open(Endpoint::Protocol, &[(A, "yourchatclientid(1,)")])?;
-    d.open(Endpoint::Protocol, &[(B, "yourchatclientid(2,)")])?;
-    d.command(
-        A,
-        "addchatroom(1,5,lobby0,0,0,)",
-        &[
-            (A, "chatroomcreated(1,1,5,lobby9,1,)"),
-            (B, "chatroomcreated(1,1,5,lobby8,1,)"),
-        ],
-    )?;
-    let joined = "userjoinedchatroom(7,1,2,0,0,2,)";
-    d.command(B, "joinchatroom(7,1,0,0,)", &[(A, joined), (B, joined)])?;
-    let chat = "chat(2,1,1,0,6,hello!)";
-    d.command(A, "send(2,1,6,hello!)", &[(A, chat), (B, chat)])?;
-    d.command(
-        A,
-        "adduser(3,42,5,alice6,secret2,pw)",
-        &[(A, "success(3,)")],
-    )?;
-    let alice = "userjoinedchatroom(4,1,1,42,5,alice2,)";
-    d.command(
-        A,
-        "login(4,5,alice6,secret)",
-        &[(A, alice), (A, "success(4,)"), (B, alice)],
-    )?;
-    d.command(
-        B,
-        "sendto(8,0,42,2,hi)",
-        &[(A, "msg(8,2,0,2,hi)"), (B, "success(8,)")],
-    )?;
-    d.command(
-        B,
-        "getchatroomdetails(9,1)",
-        &[(B, "chatroomdetails(9,1,5,lobby9,2,0,)")],
-    )?;
-    let left = "userleftchatroom(10,1,2,0,0,1,)";
-    d.command(B, "leavechatroom(10,1)", &[(A, left), (B, left)])?;
-    d.command(
-        B,
-        "hello",
-        &[(B, "error(32,That message was not understood.)")],
-    )?;
-    d.command(
-        B,
-        "send(11,1,2,hi)",
-        &[(B, "error(28,You're not in that chatroom.11,)")],
-    )?;
-    d.command(
-        B,
-        "send(12,1,9,hi)",
-        &[(B, "error(27,Syntax error in parameters.12,)")],
-    )?;
-    d.command(
-        A,
-        "getchatroomlist(13)",
-        &[(A, "chatroomlist(13,1,5,lobby9,1,)")],
-    )?;
-    // A was the last member of the temporary room: it goes, and everyone hears.
-    d.close(A, &[(B, "chatroomwasdeleted(0,1,)")])?;
-    d.command(B, "getchatroomlist(14)", &[(B, "chatroomlist(14,)")])?;
-
-    // The room-URL dialect (`/ws/chat/{room}/?nickname={nick}`): plain text in a room.
-    const ANN: usize = 0;
-    const BOB: usize = 1;
-    let room = |nickname: &str| Endpoint::Room {
-        room: "lobby".into(),
-        nickname: nickname.into(),
-    };
-    let mut d = ChatDriver::new();
-    d.open(room("ann"), &[(ANN, "ann joined lobby")])?;
-    d.open(
-        room("bob"),
-        &[(ANN, "bob joined lobby"), (BOB, "bob joined lobby")],
-    )?;
-    d.room_text(
-        ANN,
-        "hi, bob",
-        &[(ANN, "ann: hi, bob"), (BOB, "ann: hi, bob")],
-    )?;
-    d.close(BOB, &[(ANN, "bob left lobby")])
+    transcript::run(transcript::PROTOCOL_EXAMPLE)?;
+    transcript::run(transcript::ROOM_URL_EXAMPLE)?;
+    transcript::run(transcript::JSON_EXAMPLE)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,7 +549,7 @@ fn http_heads() -> Outcome {
     pipelined.extend_from_slice(&ws::text_frame(b"nop()"));
     let Head::Complete {
         len,
-        route: Route::Upgrade { response, dialect },
+        route: Route::Upgrade { response, service },
     } = parse(&pipelined)
     else {
         return Err(format!("upgrade: {:?}", parse(upgrade)));
@@ -745,11 +560,7 @@ fn http_heads() -> Outcome {
         upgrade.len(),
     )?;
     expect_eq("upgrade status", status(&response), 101)?;
-    expect_eq(
-        "upgrade dialect",
-        dialect,
-        Dialect::Chat(Endpoint::Protocol),
-    )?;
+    expect_eq("upgrade service", service, Service::Chat(Entry::Protocol))?;
     if !contains(
         &response,
         "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n",
@@ -779,17 +590,17 @@ fn http_heads() -> Outcome {
         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
         Sec-WebSocket-Version: 13\r\n\r\n";
     let Head::Complete {
-        route: Route::Upgrade { dialect, .. },
+        route: Route::Upgrade { service, .. },
         ..
     } = parse(room)
     else {
         return Err(format!("room URL upgrade: {:?}", parse(room)));
     };
-    let want = Endpoint::Room {
+    let want = Entry::RoomUrl {
         room: "my room".into(),
         nickname: "ann".into(),
     };
-    expect_eq("room URL dialect", dialect, Dialect::Chat(want))
+    expect_eq("room URL service", service, Service::Chat(want))
 }
 
 /// The status code of an HTTP response, 0 if the status line is malformed.

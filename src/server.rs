@@ -10,7 +10,6 @@ use crossbeam_channel::{Sender, unbounded};
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::chat::Chat;
 use crate::config::Config;
 use crate::crash;
 use crate::events::ToLogic;
@@ -67,11 +66,11 @@ impl Server {
         started
             .recv()
             .map_err(|_| io::Error::other("net thread died while starting"))??;
-        let chat = Chat::new(config.server_password.as_bytes());
+        let logic = crate::logic::Logic::new(config.server_password.as_bytes());
         let logic_waker = waker.clone();
         let logic = thread::Builder::new().name("logic".into()).spawn(move || {
             crash::thread_started();
-            crate::logic::run(chat, logic_rx, to_net, logic_waker)
+            crate::logic::run(logic, logic_rx, to_net, logic_waker)
         })?;
         Ok(Server {
             addr,

@@ -5,7 +5,9 @@
 //! it is a connection that must not receive it.
 
 use super::*;
-use crate::proto::parse;
+use crate::dialect;
+use crate::events::{Frame, ToLogic, ToNet};
+use crate::logic::Logic;
 use crate::ws::text_payload;
 
 /// The server password of every test.
@@ -26,8 +28,9 @@ fn show(action: &ToNet) -> String {
     };
     match action {
         ToNet::Send { to, frame } => format!("{} < {}", to.slot, payload(frame)),
-        ToNet::SendMany { to, frame } => {
-            let mut slots: Vec<u32> = to.iter().map(|c| c.slot).collect();
+        ToNet::SendMany { to, except, frame } => {
+            let to = to.iter().filter(|&&c| Some(c) != *except);
+            let mut slots: Vec<u32> = to.map(|c| c.slot).collect();
             slots.sort_unstable();
             let slots: Vec<String> = slots.iter().map(u32::to_string).collect();
             format!("{} < {}", slots.join(","), payload(frame))
@@ -37,14 +40,17 @@ fn show(action: &ToNet) -> String {
 }
 
 struct T {
-    chat: Chat,
+    logic: Logic,
+    /// The dialect of each open slot.
+    dialects: std::collections::HashMap<u32, Dialect>,
     now: u64,
 }
 
 impl T {
     fn new() -> Self {
         T {
-            chat: Chat::new(PW),
+            logic: Logic::new(PW),
+            dialects: Default::default(),
             now: T0,
         }
     }
@@ -60,7 +66,7 @@ impl T {
 
     fn raw(&mut self, event: ToLogic) -> Vec<ToNet> {
         let mut out = Vec::new();
-        self.chat.handle(event, self.now, &mut out);
+        self.logic.handle(event, self.now, &mut out);
         out
     }
 
@@ -68,37 +74,46 @@ impl T {
         self.raw(event).iter().map(show).collect()
     }
 
-    fn open(&mut self, slot: u32) -> Vec<String> {
+    fn open_entry(&mut self, slot: u32, entry: Entry) -> Vec<String> {
+        self.dialects.insert(slot, entry.dialect());
         self.event(ToLogic::Opened {
             conn: c(slot),
-            endpoint: Endpoint::Protocol,
+            entry,
         })
+    }
+
+    fn open(&mut self, slot: u32) -> Vec<String> {
+        self.open_entry(slot, Entry::Protocol)
+    }
+
+    fn open_json(&mut self, slot: u32) -> Vec<String> {
+        self.open_entry(slot, Entry::Json)
     }
 
     fn open_url(&mut self, slot: u32, room: &str, nickname: &str) -> Vec<String> {
-        let endpoint = Endpoint::Room {
+        let entry = Entry::RoomUrl {
             room: room.into(),
             nickname: nickname.into(),
         };
-        self.event(ToLogic::Opened {
-            conn: c(slot),
-            endpoint,
-        })
+        self.open_entry(slot, entry)
     }
 
+    /// Client `slot` sends `msg` in its dialect.
     fn cmd(&mut self, slot: u32, msg: &str) -> Vec<String> {
-        self.event(ToLogic::Command {
+        let dialect = self
+            .dialects
+            .get(&slot)
+            .copied()
+            .unwrap_or(Dialect::Protocol);
+        self.event(ToLogic::Request {
             conn: c(slot),
-            command: parse(msg.as_bytes()),
+            request: dialect::parse(dialect, msg.as_bytes()),
         })
     }
 
+    /// A room-URL client's line.
     fn text(&mut self, slot: u32, text: &str) -> Vec<String> {
-        let text = bytes::Bytes::copy_from_slice(text.as_bytes());
-        self.event(ToLogic::RoomText {
-            conn: c(slot),
-            text,
-        })
+        self.cmd(slot, text)
     }
 
     fn close(&mut self, slot: u32) -> Vec<String> {
@@ -125,7 +140,7 @@ fn opening_sends_the_client_id_counting_from_one_never_reused() {
     };
     let out = t.raw(ToLogic::Opened {
         conn: reused,
-        endpoint: Endpoint::Protocol,
+        entry: Entry::Protocol,
     });
     assert_eq!(
         out.iter().map(show).collect::<Vec<_>>(),
@@ -408,9 +423,9 @@ fn getusersinchatroom_with_1000_members_in_join_order() {
     want += ")";
     assert_eq!(t.cmd(1, "getusersinchatroom(2,1)"), [want]);
     // A broadcast to the room is one frame for all 1,000 members.
-    let out = t.raw(ToLogic::Command {
+    let out = t.raw(ToLogic::Request {
         conn: c(5),
-        command: parse(b"send(3,1,2,hi)"),
+        request: dialect::parse(Dialect::Protocol, b"send(3,1,2,hi)"),
     });
     assert!(matches!(&out[..], [ToNet::SendMany { to, .. }] if to.len() == 1000));
 }
@@ -733,7 +748,7 @@ fn sendto_nobody_online() {
     );
     assert_eq!(
         t.cmd(1, "sendto(3,0,43,2,hi)"),
-        ["1 < error(26,That person is not online.3,)"]
+        ["1 < error(23,That user wasn't found.3,)"]
     );
     assert_eq!(
         t.cmd(1, "sendto(4,9,0,2,hi)"),
@@ -970,57 +985,7 @@ fn disconnect_leaves_every_room_with_messageid_0() {
     );
 }
 
-// ---- the spec's example, byte for byte ----------------------------------------------------
-
-#[test]
-fn protocol_md_section_8_example() {
-    let mut t = T::new();
-    let (a, b) = (1, 2);
-    assert_eq!(t.open(a), ["1 < yourchatclientid(1,)"]);
-    assert_eq!(t.open(b), ["2 < yourchatclientid(2,)"]);
-    assert_eq!(
-        t.cmd(a, "addchatroom(1,5,lobby0,0,0,)"),
-        [
-            "1 < chatroomcreated(1,1,5,lobby9,1,)",
-            "2 < chatroomcreated(1,1,5,lobby8,1,)"
-        ]
-    );
-    assert_eq!(
-        t.cmd(b, "joinchatroom(7,1,0,0,)"),
-        ["1,2 < userjoinedchatroom(7,1,2,0,0,2,)"]
-    );
-    assert_eq!(
-        t.cmd(a, "send(2,1,6,hello!)"),
-        ["1,2 < chat(2,1,1,0,6,hello!)"]
-    );
-    assert_eq!(
-        t.cmd(a, "adduser(3,42,5,alice6,secret2,pw)"),
-        ["1 < success(3,)"]
-    );
-    assert_eq!(
-        t.cmd(a, "login(4,5,alice6,secret)"),
-        [
-            "1,2 < userjoinedchatroom(4,1,1,42,5,alice2,)",
-            "1 < success(4,)"
-        ]
-    );
-    assert_eq!(
-        t.cmd(b, "sendto(8,0,42,2,hi)"),
-        ["1 < msg(8,2,0,2,hi)", "2 < success(8,)"]
-    );
-    assert_eq!(
-        t.cmd(b, "getchatroomdetails(9,1)"),
-        ["2 < chatroomdetails(9,1,5,lobby9,2,0,)"]
-    );
-    assert_eq!(
-        t.cmd(b, "leavechatroom(10,1)"),
-        ["1,2 < userleftchatroom(10,1,2,0,0,1,)"]
-    );
-    assert_eq!(
-        t.cmd(b, "hello"),
-        ["2 < error(32,That message was not understood.)"]
-    );
-}
+// ---- fan-out -----------------------------------------------------------------------------
 
 #[test]
 fn broadcasts_are_one_frame_each() {
@@ -1028,9 +993,9 @@ fn broadcasts_are_one_frame_each() {
     t.cmd(1, "addchatroom(1,1,a)");
     t.cmd(2, "joinchatroom(2,1)");
     t.cmd(3, "joinchatroom(3,1)");
-    let out = t.raw(ToLogic::Command {
+    let out = t.raw(ToLogic::Request {
         conn: c(1),
-        command: parse(b"send(4,1,2,hi)"),
+        request: dialect::parse(Dialect::Protocol, b"send(4,1,2,hi)"),
     });
     assert_eq!(out.len(), 1);
     assert!(matches!(&out[0], ToNet::SendMany { to, .. } if to.len() == 3));
@@ -1154,4 +1119,470 @@ fn removing_a_room_disconnects_its_url_clients() {
     );
     assert_eq!(t.text(2, "anyone?"), Vec::<String>::new());
     assert_eq!(t.close(2), Vec::<String>::new());
+}
+
+// ---- accounts (§9) -------------------------------------------------------------------------
+
+#[test]
+fn register_checks_name_and_password_and_never_reuses_a_userid() {
+    let mut t = T::with(1);
+    assert_eq!(
+        t.cmd(1, "register(1,5,alice8,password)"),
+        ["1 < registered(1,1,)"]
+    );
+    // adduser's ids count too: register takes one more than the highest ever used.
+    t.cmd(1, "adduser(2,41,3,bob8,password2,pw)");
+    assert_eq!(
+        t.cmd(1, "register(3,5,carol8,password)"),
+        ["1 < registered(3,42,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "register(4,5,alice8,password)"),
+        ["1 < error(33,That user name is already in use.4,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "register(5,0,8,password)"),
+        ["1 < error(18,Invalid user name.5,)"]
+    );
+    let long = "x".repeat(65);
+    assert_eq!(
+        t.cmd(1, &format!("register(6,65,{long}8,password)")),
+        ["1 < error(18,Invalid user name.6,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "register(7,3,a\tb8,password)"),
+        ["1 < error(18,Invalid user name.7,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "register(8,4,dave7,passwor)"),
+        ["1 < error(33,Password must be 8 to 1024 bytes.8,)"]
+    );
+    let huge = "p".repeat(1025);
+    assert_eq!(
+        t.cmd(1, &format!("register(9,4,dave1025,{huge})")),
+        ["1 < error(33,Password must be 8 to 1024 bytes.9,)"]
+    );
+    // Registering does not log in; the new account works at once.
+    assert_eq!(
+        t.cmd(1, "changepassword(10,8,password8,newpass1)"),
+        ["1 < error(33,You must be logged in to do that.10,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "login(11,5,alice8,password)"),
+        ["1 < success(11,)"]
+    );
+    // A deleted user's id is not given out again.
+    t.cmd(1, "deleteaccount(12,8,password)");
+    assert_eq!(
+        t.cmd(1, "register(13,5,alice8,password)"),
+        ["1 < registered(13,43,)"]
+    );
+}
+
+#[test]
+fn changepassword_needs_the_old_one_and_keeps_other_logins() {
+    let mut t = T::with(2);
+    t.cmd(1, "register(1,5,alice8,password)");
+    t.cmd(1, "login(2,5,alice8,password)");
+    t.cmd(2, "login(3,5,alice8,password)");
+    assert_eq!(
+        t.cmd(1, "changepassword(4,5,wrong8,newpass1)"),
+        ["1 < error(16,Incorrect login.4,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "changepassword(5,8,password3,new)"),
+        ["1 < error(33,Password must be 8 to 1024 bytes.5,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "changepassword(6,8,password8,newpass1)"),
+        ["1 < success(6,)"]
+    );
+    // The other connection is still alice; the old password no longer works.
+    assert_eq!(t.cmd(2, "sendsnap(7,1,0,0,1,x)"), ["2 < snap_sent(7,1,)"]);
+    t.open(3);
+    assert_eq!(
+        t.cmd(3, "login(8,5,alice8,password)"),
+        ["3 < error(16,Incorrect login.8,)"]
+    );
+    assert_eq!(t.cmd(3, "login(9,5,alice8,newpass1)"), ["3 < success(9,)"]);
+}
+
+#[test]
+fn deleteaccount_logs_out_everywhere_and_frees_the_name() {
+    let mut t = T::with(3);
+    t.cmd(1, "register(1,5,alice8,password)");
+    t.cmd(1, "login(2,5,alice8,password)");
+    t.cmd(2, "login(3,5,alice8,password)");
+    t.cmd(1, "addchatroom(4,4,room0,0,2,pw)");
+    t.cmd(3, "joinchatroom(5,1)");
+    t.cmd(1, "sendsnap(6,1,0,0,2,me)");
+    assert_eq!(
+        t.cmd(1, "deleteaccount(7,5,wrong)"),
+        ["1 < error(16,Incorrect login.7,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "deleteaccount(8,8,password)"),
+        [
+            "1,3 < userleftchatroom(8,1,1,1,5,alice1,)",
+            "1 < accountdeleted(8,1,)",
+            "2 < accountdeleted(8,1,)",
+            "1 < success(8,)"
+        ]
+    );
+    // Both connections are anonymous now; the name is free; the snaps are gone.
+    assert_eq!(
+        t.cmd(2, "logout(9,0)"),
+        ["2 < error(27,You are already logged out.9,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "register(10,5,alice8,password)"),
+        ["3 < registered(10,2,)"]
+    );
+    t.cmd(3, "login(11,5,alice8,password)");
+    assert_eq!(t.cmd(3, "getsnaps(12)"), ["3 < success(12,)"]);
+    assert_eq!(
+        t.cmd(3, "deleteaccount(13,0,)"),
+        ["3 < error(16,Incorrect login.13,)"]
+    );
+    t.open(4);
+    assert_eq!(
+        t.cmd(4, "deleteaccount(14,8,password)"),
+        ["4 < error(33,You must be logged in to do that.14,)"]
+    );
+}
+
+#[test]
+fn findusers_matches_wildcards_in_creation_order_with_the_true_total() {
+    let mut t = T::with(2);
+    for (i, name) in ["alice", "Alfred", "bob", "al"].iter().enumerate() {
+        t.cmd(1, &format!("register({i},{},{name}8,password)", name.len()));
+    }
+    t.cmd(2, "login(9,5,alice8,password)");
+    assert_eq!(
+        t.cmd(1, "findusers(10,3,al*)"),
+        ["1 < foundusers(10,3,1,5,alice1,2,6,Alfred2,4,2,al2,)"]
+    );
+    assert_eq!(t.cmd(1, "findusers(11,3,?l?)"), ["1 < foundusers(11,0,)"]);
+    assert_eq!(
+        t.cmd(1, "findusers(12,4,B?B*)"),
+        ["1 < foundusers(12,1,3,3,bob2,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "findusers(13,0,)"),
+        ["1 < foundusers(13,4,1,5,alice1,2,6,Alfred2,3,3,bob2,4,2,al2,)"]
+    );
+    let long = "*".repeat(257);
+    assert_eq!(
+        t.cmd(1, &format!("findusers(14,257,{long})")),
+        ["1 < error(18,Invalid user name.14,)"]
+    );
+}
+
+#[test]
+fn findusers_lists_at_most_1000_but_counts_all() {
+    let mut t = T::with(1);
+    for i in 0..1005 {
+        let name = format!("user{i:04}");
+        t.cmd(1, &format!("register(1,{},{name}8,password)", name.len()));
+    }
+    let out = t.cmd(1, "findusers(2,5,user*)");
+    assert_eq!(out.len(), 1);
+    assert!(out[0].starts_with("1 < foundusers(2,1005,1,8,user00002,"));
+    assert_eq!(out[0].matches(",user").count(), 1000);
+    assert!(out[0].ends_with(",1000,8,user09992,)"));
+}
+
+// ---- the JSON dialect's rules ----------------------------------------------------------------
+
+#[test]
+fn json_requests_need_a_login_under_the_name_they_give() {
+    let mut t = T::new();
+    t.open_json(1);
+    assert_eq!(
+        t.cmd(1, r#"{"cmd":"create_room","room_name":"r","usr":"ann"}"#),
+        [r#"1 < {"cmd":"create_room","ok":false,"error":"not logged in"}"#]
+    );
+    t.cmd(1, r#"{"cmd":"login","type":"tmp","usr":"ann"}"#);
+    assert_eq!(
+        t.cmd(
+            1,
+            r#"{"cmd":"create_room","room_name":"r","usr":"bob","id":"x"}"#
+        ),
+        [r#"1 < {"cmd":"create_room","id":"x","ok":false,"error":"not you"}"#]
+    );
+    assert_eq!(
+        t.cmd(
+            1,
+            r#"{"cmd":"update_pwd","usr":"ann","pwd":"a","new_pwd":"b","new_pwd2":"b"}"#
+        ),
+        [r#"1 < {"cmd":"update_pwd","ok":false,"error":"not registered"}"#]
+    );
+    assert_eq!(
+        t.cmd(
+            1,
+            r#"{"cmd":"update_pwd","usr":"ann","pwd":"a","new_pwd":"b","new_pwd2":"c"}"#
+        ),
+        [r#"1 < {"cmd":"update_pwd","ok":false,"error":"passwords differ"}"#]
+    );
+}
+
+#[test]
+fn json_guest_names_are_unique_and_not_a_users() {
+    let mut t = T::new();
+    t.open_json(1);
+    t.open_json(2);
+    t.cmd(1, r#"{"cmd":"register","usr":"ann","pwd":"password"}"#);
+    assert_eq!(
+        t.cmd(2, r#"{"cmd":"login","type":"tmp","usr":"ann"}"#),
+        [r#"2 < {"cmd":"login","ok":false,"error":"name taken"}"#]
+    );
+    let ok = |out: Vec<String>| out.len() == 1 && out[0].contains(r#""ok":true"#);
+    assert!(ok(t.cmd(1, r#"{"cmd":"login","type":"tmp","usr":"guest"}"#)));
+    assert_eq!(
+        t.cmd(2, r#"{"cmd":"login","type":"tmp","usr":"guest"}"#),
+        [r#"2 < {"cmd":"login","ok":false,"error":"name taken"}"#]
+    );
+    // Logging in as someone else frees the guest name.
+    assert!(ok(t.cmd(
+        1,
+        r#"{"cmd":"login","type":"reg","usr":"ann","pwd":"password"}"#
+    )));
+    assert!(ok(t.cmd(2, r#"{"cmd":"login","type":"tmp","usr":"guest"}"#)));
+    assert_eq!(
+        t.cmd(2, r#"{"cmd":"login","usr":"ann","pwd":"wrong"}"#),
+        [r#"2 < {"cmd":"login","ok":false,"error":"bad login"}"#]
+    );
+}
+
+#[test]
+fn json_login_logs_out_first() {
+    let mut t = T::new();
+    t.open_json(1);
+    t.open_json(2);
+    t.cmd(1, r#"{"cmd":"login","type":"tmp","usr":"ann"}"#);
+    t.cmd(2, r#"{"cmd":"login","type":"tmp","usr":"bob"}"#);
+    t.cmd(1, r#"{"cmd":"create_room","room_name":"r","usr":"ann"}"#);
+    t.cmd(2, r#"{"cmd":"join_room","room_name":"r","usr":"bob"}"#);
+    let out = t.cmd(1, r#"{"cmd":"login","type":"tmp","usr":"cat"}"#);
+    assert_eq!(
+        out[0],
+        r#"2 < {"event":"left","room_name":"r","usr":"ann"}"#
+    );
+    assert!(
+        out[1].starts_with(r#"1 < {"cmd":"login","ok":true,"#),
+        "{out:?}"
+    );
+    assert_eq!(out.len(), 2);
+}
+
+#[test]
+fn json_rooms_by_name_invitations_and_errors() {
+    let mut t = T::new();
+    t.open_json(1);
+    t.open_json(2);
+    t.open(3);
+    t.cmd(1, r#"{"cmd":"login","type":"tmp","usr":"ann"}"#);
+    t.cmd(2, r#"{"cmd":"login","type":"tmp","usr":"bob"}"#);
+    t.cmd(3, "register(1,3,cat8,password)");
+    t.cmd(3, "login(2,3,cat8,password)");
+    assert_eq!(
+        t.cmd(1, r#"{"cmd":"join_room","room_name":"r","usr":"ann"}"#),
+        [r#"1 < {"cmd":"join_room","ok":false,"error":"no such room"}"#]
+    );
+    t.cmd(1, r#"{"cmd":"create_room","room_name":"r","usr":"ann"}"#);
+    assert_eq!(
+        t.cmd(2, r#"{"cmd":"create_room","room_name":"r","usr":"bob"}"#),
+        [r#"2 < {"cmd":"create_room","ok":false,"error":"room exists"}"#]
+    );
+    assert_eq!(
+        t.cmd(1, r#"{"cmd":"join_room","room_name":"r","usr":"ann"}"#),
+        [r#"1 < {"cmd":"join_room","ok":false,"error":"already in room"}"#]
+    );
+    assert_eq!(
+        t.cmd(
+            2,
+            r#"{"cmd":"speak","room_name":"r","usr":"bob","msg":"x"}"#
+        ),
+        [r#"2 < {"cmd":"speak","ok":false,"error":"not a member"}"#]
+    );
+    assert_eq!(
+        t.cmd(2, r#"{"cmd":"leave_room","room_name":"r","usr":"bob"}"#),
+        [r#"2 < {"cmd":"leave_room","ok":false,"error":"not a member"}"#]
+    );
+    assert_eq!(
+        t.cmd(
+            2,
+            r#"{"cmd":"invite","room_name":"r","invitee":"ann","usr":"bob"}"#
+        ),
+        [r#"2 < {"cmd":"invite","ok":false,"error":"not a member"}"#]
+    );
+    assert_eq!(
+        t.cmd(
+            1,
+            r#"{"cmd":"invite","room_name":"r","invitee":"zed","usr":"ann"}"#
+        ),
+        [r#"1 < {"cmd":"invite","ok":false,"error":"not online"}"#]
+    );
+    assert_eq!(
+        t.cmd(
+            1,
+            r#"{"cmd":"invite","room_name":"r","invitee":"bob","usr":"ann"}"#
+        ),
+        [
+            r#"2 < {"event":"invited","room_name":"r","inviter":"ann"}"#,
+            r#"1 < {"cmd":"invite","ok":true}"#
+        ]
+    );
+    // A command-protocol invitee gets a readable private message.
+    assert_eq!(
+        t.cmd(
+            1,
+            r#"{"cmd":"invite","room_name":"r","invitee":"cat","usr":"ann"}"#
+        ),
+        [
+            "3 < msg(0,1,0,33,ann invites you to the chatroom r)",
+            r#"1 < {"cmd":"invite","ok":true}"#
+        ]
+    );
+    // A room with a question needs the answer.
+    t.cmd(3, "addchatroom(3,1,q1,?1,a,)");
+    assert_eq!(
+        t.cmd(
+            2,
+            r#"{"cmd":"join_room","room_name":"q","usr":"bob","answer":"b"}"#
+        ),
+        [r#"2 < {"cmd":"join_room","ok":false,"error":"wrong answer"}"#]
+    );
+    let out = t.cmd(
+        2,
+        r#"{"cmd":"join_room","room_name":"q","usr":"bob","answer":"a"}"#,
+    );
+    assert_eq!(
+        out,
+        [
+            "3 < userjoinedchatroom(0,2,2,0,3,bob2,)",
+            r#"2 < {"cmd":"join_room","ok":true,"room":{"name":"q","users":["cat","bob"]}}"#
+        ]
+    );
+}
+
+#[test]
+fn json_broadcast_needs_the_server_password_and_reaches_every_dialect() {
+    let mut t = T::new();
+    t.open_json(1);
+    t.open_json(2);
+    t.open(3);
+    t.open_url(4, "lobby", "dora");
+    t.cmd(1, r#"{"cmd":"login","type":"tmp","usr":"ann"}"#);
+    assert_eq!(
+        t.cmd(
+            1,
+            r#"{"cmd":"speak","usr":"ann","broadcast_key":"no","msg":"hi"}"#
+        ),
+        [r#"1 < {"cmd":"speak","ok":false,"error":"bad key"}"#]
+    );
+    assert_eq!(
+        t.cmd(
+            1,
+            r#"{"cmd":"speak","usr":"ann","broadcast_key":"pw","msg":"hi"}"#
+        ),
+        [
+            "3 < privatemessage(1,0,3,ann2,hi)",
+            "4 < ann: hi",
+            r#"2 < {"event":"broadcast","usr":"ann","msg":"hi"}"#,
+            r#"1 < {"cmd":"speak","ok":true}"#
+        ]
+    );
+    // sendtoall reaches JSON connections as a broadcast, and the sender too.
+    assert_eq!(
+        t.cmd(3, "sendtoall(2,pw5,3,all)"),
+        [
+            "3 < privatemessage(3,0,0,3,all)",
+            "4 < guest3: all",
+            r#"1,2 < {"event":"broadcast","usr":"guest3","msg":"all"}"#,
+            "3 < success(5,)"
+        ]
+    );
+}
+
+#[test]
+fn json_connections_hear_private_messages_and_account_deletion() {
+    let mut t = T::new();
+    t.open(1);
+    t.open_json(2);
+    t.cmd(1, "register(1,3,ann8,password)");
+    t.cmd(2, r#"{"cmd":"login","usr":"ann","pwd":"password"}"#);
+    t.cmd(1, "login(2,3,ann8,password)");
+    t.open(3);
+    assert_eq!(
+        t.cmd(3, "sendto(3,0,1,2,hi)"),
+        [
+            "1 < msg(3,3,0,2,hi)",
+            r#"2 < {"event":"private_message","from":"guest3","userid":0,"msg":"hi"}"#,
+            "3 < success(3,)"
+        ]
+    );
+    assert_eq!(
+        t.cmd(1, "deleteaccount(4,8,password)"),
+        [
+            "1 < accountdeleted(4,1,)",
+            r#"2 < {"event":"account_deleted"}"#,
+            "1 < success(4,)"
+        ]
+    );
+    assert_eq!(
+        t.cmd(
+            2,
+            r#"{"cmd":"speak","room_name":"x","usr":"ann","msg":"x"}"#
+        ),
+        [r#"2 < {"cmd":"speak","ok":false,"error":"not logged in"}"#]
+    );
+}
+
+#[test]
+fn json_bad_requests_are_answered_and_harmless() {
+    let mut t = T::new();
+    t.open_json(1);
+    let bad = |out: Vec<String>, detail: &str| {
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            out[0].contains(r#""ok":false,"error":"bad request","detail":"#),
+            "{out:?}"
+        );
+        assert!(out[0].contains(detail), "{out:?} lacks {detail}");
+    };
+    bad(t.cmd(1, "not json"), "not JSON");
+    bad(t.cmd(1, "[1,2]"), "object");
+    bad(t.cmd(1, r#"{"usr":"x"}"#), "cmd must be a string");
+    bad(t.cmd(1, r#"{"cmd":7}"#), "cmd must be a string");
+    bad(
+        t.cmd(1, r#"{"cmd":"login","usr":["x"],"pwd":"y"}"#),
+        "usr must be a string",
+    );
+    bad(t.cmd(1, r#"{"cmd":"login","pwd":"y"}"#), "usr is missing");
+    bad(
+        t.cmd(1, r#"{"cmd":"login","type":"x","usr":"a"}"#),
+        "type must be",
+    );
+    bad(
+        t.cmd(1, r#"{"cmd":"speak","usr":"a","msg":"x"}"#),
+        "room_name or broadcast_key",
+    );
+    bad(t.cmd(1, r#"{"cmd":"x","id":{"a":1}}"#), "id must be");
+    let deep = "[".repeat(10_000);
+    bad(t.cmd(1, &deep), "not JSON");
+    // A number id is echoed exactly as given, however large.
+    assert_eq!(
+        t.cmd(1, r#"{"cmd":"nope","id":123456789012345678901234567890}"#),
+        [
+            r#"1 < {"cmd":"nope","id":123456789012345678901234567890,"ok":false,"error":"unknown command"}"#
+        ]
+    );
+    assert_eq!(
+        t.cmd(
+            1,
+            r#"{"cmd":"register","usr":"a\u0001","pwd":"password","extra":[1]}"#
+        ),
+        [r#"1 < {"cmd":"register","ok":false,"error":"bad name"}"#]
+    );
 }

@@ -17,8 +17,8 @@ use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
 use super::outbox::Outbox;
+use crate::chat::Dialect;
 use crate::events::ConnId;
-use crate::http::Dialect;
 
 /// The socket as tungstenite sees it.
 ///
@@ -88,6 +88,15 @@ impl Write for Io {
     }
 }
 
+/// What a WebSocket connection's messages are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    /// Requests in a chat dialect, parsed here and applied by the logic thread.
+    Chat(Dialect),
+    /// Anything, echoed back (the conformance-test endpoint).
+    Echo,
+}
+
 /// Where a connection is in its life.
 pub enum Phase {
     /// Reading the HTTP request head into the buffer.
@@ -96,7 +105,7 @@ pub enum Phase {
     /// and we only wait (until the deadline) for the peer's close.
     Ws {
         ctx: Box<WebSocketContext>,
-        dialect: Dialect,
+        speaks: Speaks,
         closing: bool,
     },
     /// Finishing: write what is queued, shut down our side, and discard input until the peer

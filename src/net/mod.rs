@@ -28,12 +28,12 @@ use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 
+use crate::chat::{ChatError, Dialect};
 use crate::config::Config;
-use crate::events::{ConnId, Endpoint, ToLogic, ToNet};
-use crate::http::{self, Dialect, Head, Route};
-use crate::proto::{self, Reply};
-use crate::ws::FrameWriter;
-use conn::{Conn, Phase};
+use crate::dialect;
+use crate::events::{ConnId, ToLogic, ToNet};
+use crate::http::{self, Head, Route, Service};
+use conn::{Conn, Phase, Speaks};
 use outbox::SharedFrame;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -357,10 +357,10 @@ impl Net {
                         delivered += 1;
                         self.queue_data(to, Rc::new(frame), now);
                     }
-                    ToNet::SendMany { to, frame } => {
+                    ToNet::SendMany { to, except, frame } => {
                         delivered += to.len();
                         let frame = Rc::new(frame);
-                        for &id in to.iter() {
+                        for &id in to.iter().filter(|&&id| Some(id) != except) {
                             self.queue_data(id, Rc::clone(&frame), now);
                         }
                     }
@@ -533,7 +533,7 @@ impl Net {
                 true
             }
             Head::Complete {
-                route: Route::Upgrade { response, dialect },
+                route: Route::Upgrade { response, service },
                 ..
             } => {
                 conn.outbox.push(Rc::new(Bytes::from(response)));
@@ -542,16 +542,21 @@ impl Net {
                     Role::Server,
                     Some(self.ws_cfg),
                 );
-                if let Dialect::Chat(endpoint) = &dialect {
-                    conn.known_to_logic = true;
-                    self.for_logic.push(ToLogic::Opened {
-                        conn: conn.id,
-                        endpoint: endpoint.clone(),
-                    });
-                }
+                let speaks = match service {
+                    Service::Chat(entry) => {
+                        conn.known_to_logic = true;
+                        let speaks = Speaks::Chat(entry.dialect());
+                        self.for_logic.push(ToLogic::Opened {
+                            conn: conn.id,
+                            entry,
+                        });
+                        speaks
+                    }
+                    Service::Echo => Speaks::Echo,
+                };
                 conn.phase = Phase::Ws {
                     ctx: Box::new(ctx),
-                    dialect,
+                    speaks,
                     closing: false,
                 };
                 conn.deadline = None;
@@ -629,90 +634,67 @@ impl Net {
     /// Hands one complete data message to whoever handles its dialect.
     fn deliver(&mut self, key: usize, msg: Message, now: Instant) {
         let conn = &mut self.conns[key];
-        let Phase::Ws { ctx, dialect, .. } = &mut conn.phase else {
+        let Phase::Ws { ctx, speaks, .. } = &mut conn.phase else {
             return;
         };
-        if let Dialect::Echo = dialect {
-            let _ = ctx
-                .write(&mut conn.io, msg)
-                .and_then(|_| ctx.flush(&mut conn.io));
-            conn.collect_ctrl();
-            self.after_push(key, now);
-            return;
-        }
-        if !conn
-            .bucket
-            .take(self.cfg.rate_limit, self.cfg.rate_burst, now)
-        {
-            self.refuse_over_rate(key);
-            return;
-        }
+        let dialect = match *speaks {
+            Speaks::Chat(dialect) => dialect,
+            Speaks::Echo => {
+                let _ = ctx
+                    .write(&mut conn.io, msg)
+                    .and_then(|_| ctx.flush(&mut conn.io));
+                conn.collect_ctrl();
+                self.after_push(key, now);
+                return;
+            }
+        };
         let data = match msg {
             Message::Text(t) => Bytes::from(t),
             Message::Binary(b) => b,
             _ => return,
         };
-        if let Dialect::Chat(Endpoint::Room { .. }) = dialect {
-            if std::str::from_utf8(&data).is_err() {
-                self.fail_ws(key, close::INVALID_DATA, "room messages must be UTF-8", now);
+        if dialect != Dialect::Protocol && std::str::from_utf8(&data).is_err() {
+            self.fail_ws(key, close::INVALID_DATA, "messages must be UTF-8", now);
+            return;
+        }
+        let mut request = dialect::parse(dialect, &data);
+        let conn = &mut self.conns[key];
+        if !conn
+            .bucket
+            .take(self.cfg.rate_limit, self.cfg.rate_burst, now)
+        {
+            if !self.over_rate(key) {
                 return;
             }
-            self.for_logic.push(ToLogic::RoomText {
-                conn: conn.id,
-                text: data,
-            });
-        } else {
-            let command = proto::parse(&data);
-            self.for_logic.push(ToLogic::Command {
-                conn: conn.id,
-                command,
-            });
+            request.intent = Err(ChatError::RateLimited);
         }
+        let conn = self.conns[key].id;
+        self.for_logic.push(ToLogic::Request { conn, request });
     }
 
-    /// Answers a message dropped by the rate limit; closes a client that keeps flooding.
-    ///
-    /// Both go through the logic thread ([`ToLogic::Forward`]) so they arrive after the
-    /// replies to the messages that were accepted before.
-    fn refuse_over_rate(&mut self, key: usize) {
-        const TEXT: &str = "Too many messages; slow down.";
+    /// Counts a message over the rate limit. Returns whether it is still answered (with a
+    /// refusal, through the logic thread so it keeps its place among the replies); a client
+    /// that keeps flooding after a burst's worth of refusals is closed instead.
+    fn over_rate(&mut self, key: usize) -> bool {
         let conn = &mut self.conns[key];
         let burst = self.cfg.rate_burst.max(1);
         let refused = conn.bucket.refused_in_a_row;
-        let msg = if refused <= burst {
-            let mut w = FrameWriter::default();
-            match &conn.phase {
-                Phase::Ws {
-                    dialect: Dialect::Chat(Endpoint::Protocol),
-                    ..
-                } => {
-                    Reply::Error {
-                        text: TEXT,
-                        mid: None,
-                    }
-                    .encode(w.buf());
-                }
-                _ => w.buf().extend_from_slice(TEXT.as_bytes()),
-            }
-            ToNet::Send {
-                to: conn.id,
-                frame: w.finish(),
-            }
-        } else if refused == burst + 1 {
+        if refused <= burst {
+            return true;
+        }
+        if refused == burst + 1 {
             self.stats.rate_limited_cut += 1;
             warn!(
                 "{}: still flooding after {burst} refusals: closing",
                 conn.peer
             );
-            ToNet::Close {
+            self.for_logic.push(ToLogic::Forward(ToNet::Close {
                 conn: conn.id,
                 code: close::POLICY,
                 reason: "rate limit exceeded",
-            }
-        } else {
-            return; // the close is on its way
-        };
-        self.for_logic.push(ToLogic::Forward(msg));
+            }));
+        }
+        false
     }
 
     /// Writes every connection with pending output.

@@ -288,9 +288,10 @@ fn sendto_reaches_every_connection_of_a_user() {
     c[3].gets(&["msg(5,1,42,2,yo)"]);
     c[1].quiet();
     c[2].quiet();
+    // A userid nobody has is not a person who is offline.
     c[2].says(
         "sendto(6,0,43,2,hi)",
-        &["error(26,That person is not online.6,)"],
+        &["error(23,That user wasn't found.6,)"],
     );
     c[2].says(
         "sendto(7,99,0,2,hi)",

@@ -1,4 +1,4 @@
-//! Drives `chat::Chat` the way the net thread does, with a transcript decoded from the input,
+//! Drives the chat logic (`logic::Logic`: the core and its renderers) the way the net thread does, with a transcript decoded from the input,
 //! and checks every action it asks of the net thread. The chat state is the only place that
 //! interprets commands, so hostile command sequences must never panic it (a logic-thread panic
 //! aborts the server), and what it sends must be deliverable.
@@ -6,28 +6,29 @@
 //! Input: lines `OP SLOT PAYLOAD` (no separators: the first byte is the operation, the second
 //! picks one of four connection slots, the rest of the line is the payload):
 //!
-//! - `o` opens a protocol connection on the slot, `r` opens a room-URL connection whose request
-//!   target is `/ws/chat/PAYLOAD` (through `http::parse`, so only URLs the server accepts);
-//! - `c` sends PAYLOAD as a protocol message (`proto::parse`d, like the net thread does), `t`
-//!   sends it as room-URL text (UTF-8 only, as the net thread enforces);
+//! - `o` opens a protocol connection on the slot, `j` a JSON one, `r` a room-URL connection
+//!   whose request target is `/ws/chat/PAYLOAD` (through `http::parse`, so only URLs the server
+//!   accepts);
+//! - `c` sends PAYLOAD as a message in the slot's dialect (parsed by `dialect::parse`, like the
+//!   net thread does; only UTF-8 for the JSON and room-URL dialects, as the net thread enforces);
 //! - `x` closes the slot's connection; `k` is a clock tick, PAYLOAD's first byte the seconds
 //!   elapsed.
 //!
-//! Events the net thread would never send (a command on a closed slot, room text on a protocol
-//! connection) are skipped. A reopened slot gets a new generation, as a reused slab key does.
+//! Events the net thread would never send (a message on a closed slot) are skipped. A reopened slot gets a new generation, as a reused slab key does.
 //!
 //! Checked for every action: it is addressed to open connections only (never to one that has
 //! closed, never twice in one broadcast), each frame is one complete text frame of UTF-8 (a
-//! client closes on invalid UTF-8 with 1007), and a protocol connection only ever receives
-//! protocol messages (`name(...)`), never room-URL text.
+//! client closes on invalid UTF-8 with 1007), a protocol connection only ever receives
+//! protocol messages (`name(...)`) and a JSON connection only JSON objects.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use websocket::chat::Chat;
-use websocket::events::{ConnId, Endpoint, ToLogic, ToNet};
-use websocket::http::{self, Dialect, Head, Route};
-use websocket::proto;
+use websocket::chat::{Dialect, Entry};
+use websocket::dialect;
+use websocket::events::{ConnId, ToLogic, ToNet};
+use websocket::http::{self, Head, Route, Service};
+use websocket::logic::Logic;
 use websocket::ws::text_payload;
 
 /// Connection slots; few, so the same connections meet in rooms and conversations.
@@ -37,20 +38,14 @@ const PASSWORD: &[u8] = b"pw";
 /// A plausible unix time to start from.
 const T0: u64 = 1_700_000_000;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Protocol,
-    Room,
-}
-
 #[derive(Clone, Copy, Default)]
 struct Slot {
     generation: u32,
-    open: Option<Kind>,
+    open: Option<Dialect>,
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut chat = Chat::new(PASSWORD);
+    let mut chat = Logic::new(PASSWORD);
     let mut slots = [Slot::default(); SLOTS];
     let mut now = T0;
     let mut out = Vec::new();
@@ -64,31 +59,24 @@ fuzz_target!(|data: &[u8]| {
             generation: slots[i].generation,
         };
         let event = match (op, slots[i].open) {
-            (b'o', None) => {
-                slots[i].open = Some(Kind::Protocol);
-                ToLogic::Opened {
+            (b'o' | b'j' | b'r', None) => {
+                let entry = match op {
+                    b'o' => Entry::Protocol,
+                    b'j' => Entry::Json,
+                    _ => match room_url(payload) {
+                        Some(entry) => entry,
+                        None => continue,
+                    },
+                };
+                slots[i].open = Some(entry.dialect());
+                ToLogic::Opened { conn, entry }
+            }
+            (b'c', Some(d)) if d == Dialect::Protocol || std::str::from_utf8(payload).is_ok() => {
+                ToLogic::Request {
                     conn,
-                    endpoint: Endpoint::Protocol,
+                    request: dialect::parse(d, payload),
                 }
             }
-            (b'r', None) => {
-                let Some(endpoint) = room_url(payload) else {
-                    continue;
-                };
-                slots[i].open = Some(match endpoint {
-                    Endpoint::Protocol => Kind::Protocol,
-                    Endpoint::Room { .. } => Kind::Room,
-                });
-                ToLogic::Opened { conn, endpoint }
-            }
-            (b'c', Some(Kind::Protocol)) => ToLogic::Command {
-                conn,
-                command: proto::parse(payload),
-            },
-            (b't', Some(Kind::Room)) if std::str::from_utf8(payload).is_ok() => ToLogic::RoomText {
-                conn,
-                text: payload.to_vec().into(),
-            },
             (b'x', Some(_)) => {
                 slots[i] = Slot {
                     generation: slots[i].generation + 1,
@@ -119,8 +107,8 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// The endpoint the net thread would open for an upgrade to `/ws/chat/{target}`, if it accepts it.
-fn room_url(target: &[u8]) -> Option<Endpoint> {
+/// The entry the net thread would open for an upgrade to `/ws/chat/{target}`, if it accepts it.
+fn room_url(target: &[u8]) -> Option<Entry> {
     let mut req = b"GET /ws/chat/".to_vec();
     req.extend_from_slice(target);
     req.extend_from_slice(
@@ -135,11 +123,11 @@ fn room_url(target: &[u8]) -> Option<Endpoint> {
         Head::Complete {
             route:
                 Route::Upgrade {
-                    dialect: Dialect::Chat(endpoint),
+                    service: Service::Chat(entry),
                     ..
                 },
             ..
-        } => Some(endpoint),
+        } => Some(entry),
         _ => None,
     }
 }
@@ -158,23 +146,34 @@ fn check(slots: &[Slot; SLOTS], out: &mut Vec<ToNet>) {
         let payload = text_payload(frame).expect("one complete text frame");
         let text = std::str::from_utf8(payload).expect("text frames carry UTF-8");
         for conn in to {
-            if kind(conn) == Kind::Protocol {
-                let name = text.split('(').next().unwrap();
-                assert!(
-                    !name.is_empty()
-                        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-                        && text.ends_with(')'),
-                    "protocol connection {conn:?} sent {text:?}"
-                );
+            match kind(conn) {
+                Dialect::Protocol => {
+                    let name = text.split('(').next().unwrap();
+                    assert!(
+                        !name.is_empty()
+                            && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                            && text.ends_with(')'),
+                        "protocol connection {conn:?} sent {text:?}"
+                    );
+                }
+                Dialect::Json => {
+                    let value: Result<serde_json::Value, _> = serde_json::from_str(text);
+                    assert!(
+                        matches!(value, Ok(serde_json::Value::Object(_))),
+                        "JSON connection {conn:?} sent {text:?}"
+                    );
+                }
+                Dialect::RoomUrl => {}
             }
         }
     };
     for action in out.drain(..) {
         match action {
             ToNet::Send { to, frame } => frame_to(&[to], &frame),
-            ToNet::SendMany { to, frame } => {
+            ToNet::SendMany { to, except, frame } => {
+                let to: Vec<ConnId> = to.iter().copied().filter(|&c| Some(c) != except).collect();
                 assert!(!to.is_empty(), "a broadcast to nobody");
-                let mut sorted = to.to_vec();
+                let mut sorted = to.clone();
                 sorted.sort_unstable();
                 sorted.dedup();
                 assert_eq!(sorted.len(), to.len(), "a recipient listed twice: {to:?}");

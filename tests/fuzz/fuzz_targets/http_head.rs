@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use websocket::events::Endpoint;
-use websocket::http::{Dialect, Head, MAX_ROOM_URL_FIELD, Response, Route, Routes, parse};
+use websocket::chat::Entry;
+use websocket::http::{Head, MAX_ROOM_URL_FIELD, Response, Route, Routes, Service, parse};
 
 /// The server's default `--max-head-size`.
 const MAX_HEAD: usize = 8192;
@@ -57,10 +57,10 @@ fn check(buf: &[u8], head: &Head) {
             assert_eq!(buf[*len - 1], b'\n', "a head ends with its blank line");
             match route {
                 Route::Respond(r) => assert_response(r),
-                Route::Upgrade { response, dialect } => {
+                Route::Upgrade { response, service } => {
                     assert!(response.starts_with(b"HTTP/1.1 101 "));
                     assert!(response.ends_with(b"\r\n\r\n"));
-                    if let Dialect::Chat(Endpoint::Room { room, nickname }) = dialect {
+                    if let Service::Chat(Entry::RoomUrl { room, nickname }) = service {
                         assert_room_field(room);
                         assert_room_field(nickname);
                         assert!(!nickname.chars().any(char::is_control));

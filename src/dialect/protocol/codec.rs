@@ -1,4 +1,4 @@
-//! The wire codec of `protocol.md`: client messages in, server messages out. Pure, no I/O.
+//! The wire codec of the command protocol (`docs/protocol.md`): client messages in, server messages out. Pure, no I/O.
 //!
 //! [`parse`] runs on the net thread for every message a protocol client sends, so it must accept
 //! any bytes without panicking; everything it cannot make sense of becomes a [`ParseError`] that
@@ -12,52 +12,10 @@
 //! Wire format in short: `name(` fields `)`. A number field (server side) is decimal digits and a
 //! `,`; a string field is its byte length as a number field, then the bytes, with nothing after.
 
-use std::fmt;
+pub use crate::chat::Secret;
 
 /// The largest number a client may send (`i64::MAX`, what the original server could hold).
 const MAX_NUMBER: u64 = i64::MAX as u64;
-
-/// A string that must never reach a log or a reply: a password or a room answer.
-///
-/// Its `Debug` output is redacted, so a command can be logged whole; comparing against it goes
-/// through [`Secret::matches`], which takes the same time wherever the inputs differ.
-#[derive(Clone, Default, Eq)]
-pub struct Secret(Box<[u8]>);
-
-impl Secret {
-    pub fn new(bytes: impl Into<Box<[u8]>>) -> Self {
-        Secret(bytes.into())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Constant-time equality: the time depends on the lengths only, never on where the bytes
-    /// first differ, so a client cannot guess the server password or a room answer byte by byte
-    /// from reply timings.
-    pub fn matches(&self, given: &Secret) -> bool {
-        let (secret, given) = (&self.0, &given.0);
-        let mut diff = u8::from(secret.len() != given.len());
-        for (i, &g) in given.iter().enumerate() {
-            diff |= g ^ secret.get(i).copied().unwrap_or(0);
-        }
-        std::hint::black_box(diff) == 0
-    }
-}
-
-/// Equality is [`Secret::matches`], so no comparison of secrets can leak timing.
-impl PartialEq for Secret {
-    fn eq(&self, other: &Secret) -> bool {
-        self.matches(other)
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// One parsed client message; field names follow `protocol.md` §4 (`mid` is the messageid `M`).
 ///
@@ -153,6 +111,24 @@ pub enum Command {
     ReadSnap {
         mid: u64,
         snap: u64,
+    },
+    Register {
+        mid: u64,
+        username: String,
+        password: Secret,
+    },
+    ChangePassword {
+        mid: u64,
+        old_password: Secret,
+        new_password: Secret,
+    },
+    DeleteAccount {
+        mid: u64,
+        password: Secret,
+    },
+    FindUsers {
+        mid: u64,
+        pattern: String,
     },
 }
 
@@ -308,6 +284,32 @@ fn fields_parser(name: &[u8]) -> Option<FieldsParser> {
                 snap: f.number()?,
             })
         },
+        b"register" => |f| {
+            Ok(Command::Register {
+                mid: f.mid()?,
+                username: f.string()?,
+                password: f.secret()?,
+            })
+        },
+        b"changepassword" => |f| {
+            Ok(Command::ChangePassword {
+                mid: f.mid()?,
+                old_password: f.secret()?,
+                new_password: f.secret()?,
+            })
+        },
+        b"deleteaccount" => |f| {
+            Ok(Command::DeleteAccount {
+                mid: f.mid()?,
+                password: f.secret()?,
+            })
+        },
+        b"findusers" => |f| {
+            Ok(Command::FindUsers {
+                mid: f.mid()?,
+                pattern: f.string()?,
+            })
+        },
         _ => return None,
     })
 }
@@ -399,6 +401,16 @@ pub mod error_text {
     pub const READSNAP_LOGIN: &str = "You need to be logged in to readsnap.";
     pub const SNAP_NOT_FOUND: &str = "That snap wasn't found.";
     pub const NOT_YOUR_SNAP: &str = "That is not your snap.";
+    pub const INVALID_USER_NAME: &str = "Invalid user name.";
+    pub const BAD_PASSWORD: &str = "Password must be 8 to 1024 bytes.";
+    /// `changepassword` and `deleteaccount` without a login.
+    pub const LOGIN_NEEDED: &str = "You must be logged in to do that.";
+    pub const RATE_LIMITED: &str = "Too many messages; slow down.";
+    /// Refusals that only other dialects' requests can cause, worded for completeness.
+    pub const NOT_YOU: &str = "That is not you.";
+    pub const PASSWORDS_DIFFER: &str = "The new passwords differ.";
+    pub const NOT_REGISTERED: &str = "Only registered users have a password.";
+    pub const ROOM_EXISTS: &str = "A chatroom with that name exists.";
 }
 
 /// A server message of fixed shape (§5); the three list replies have their own writers
@@ -475,6 +487,14 @@ pub enum Reply<'a> {
     SnapSent {
         mid: u64,
         snap: u64,
+    },
+    Registered {
+        mid: u64,
+        user: u64,
+    },
+    AccountDeleted {
+        mid: u64,
+        user: u64,
     },
     Snap {
         snap: u64,
@@ -590,6 +610,10 @@ impl Reply<'_> {
                 .str(username)
                 .str(message),
             Reply::SnapSent { mid, snap } => Enc::open(buf, "snap_sent").num(mid).num(snap),
+            Reply::Registered { mid, user } => Enc::open(buf, "registered").num(mid).num(user),
+            Reply::AccountDeleted { mid, user } => {
+                Enc::open(buf, "accountdeleted").num(mid).num(user)
+            }
             Reply::Snap {
                 snap,
                 to,
@@ -665,6 +689,24 @@ pub struct UsersWriter<'b>(Enc<'b>);
 impl<'b> UsersWriter<'b> {
     pub fn new(buf: &'b mut Vec<u8>, mid: u64) -> Self {
         UsersWriter(Enc::open(buf, "users").num(mid))
+    }
+
+    pub fn user(&mut self, user: u64, username: &str, status: u64) {
+        self.0.reborrow().num(user).str(username).num(status);
+    }
+
+    pub fn finish(self) {
+        self.0.0.push(b')');
+    }
+}
+
+/// Writes `foundusers(M,total,` `[U,username,status,]…` `)`: [`user`](Self::user) per match,
+/// then [`finish`](Self::finish).
+pub struct FoundUsersWriter<'b>(Enc<'b>);
+
+impl<'b> FoundUsersWriter<'b> {
+    pub fn new(buf: &'b mut Vec<u8>, mid: u64, total: u64) -> Self {
+        FoundUsersWriter(Enc::open(buf, "foundusers").num(mid).num(total))
     }
 
     pub fn user(&mut self, user: u64, username: &str, status: u64) {

@@ -1,0 +1,111 @@
+//! Open connections: who each one is, and the audiences of server-wide events.
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::{ConnId, Dialect, Recipients};
+
+/// Who a connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Identity {
+    Anonymous,
+    /// A name without an account: a room-URL nickname or a JSON guest login.
+    Nick(String),
+    /// Logged in as this userid.
+    User(u64),
+}
+
+/// One open WebSocket connection.
+pub(super) struct Conn {
+    /// The chatclientid.
+    pub client: u64,
+    pub dialect: Dialect,
+    pub identity: Identity,
+    /// Set by `getsnaps`; only such connections are sent snaps as they happen.
+    pub snaps_enabled: bool,
+    /// The rooms this connection is in; ordered by id, so leaving all of them goes in creation
+    /// order.
+    pub rooms: BTreeSet<u64>,
+}
+
+impl Conn {
+    pub fn user(&self) -> Option<u64> {
+        match self.identity {
+            Identity::User(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Conns {
+    by_id: HashMap<ConnId, Conn>,
+    /// By chatclientid, so in connection order.
+    by_client: BTreeMap<u64, ConnId>,
+    last_client: u64,
+    /// Every connection per dialect, in connection order, built on first use after a
+    /// connection came or went.
+    everyone: [OnceCell<Recipients>; 3],
+    /// JSON guest names in use, which must be unique while they are.
+    pub guests: HashMap<String, ConnId>,
+}
+
+impl Conns {
+    /// Registers a new connection and returns its chatclientid (counting from 1, never
+    /// reused).
+    pub fn open(&mut self, conn: ConnId, dialect: Dialect, identity: Identity) -> u64 {
+        self.last_client += 1;
+        let client = self.last_client;
+        let c = Conn {
+            client,
+            dialect,
+            identity,
+            snaps_enabled: false,
+            rooms: BTreeSet::new(),
+        };
+        self.by_id.insert(conn, c);
+        self.by_client.insert(client, conn);
+        self.everyone[dialect.index()] = OnceCell::new();
+        client
+    }
+
+    /// Takes a closing connection out of the server-wide audiences, so that what its leaving
+    /// causes (a room deleted) is not addressed to it; [`Conns::remove`] forgets it after.
+    pub fn retire(&mut self, conn: ConnId) {
+        if let Some(c) = self.by_id.get(&conn) {
+            self.by_client.remove(&c.client);
+            self.everyone[c.dialect.index()] = OnceCell::new();
+        }
+    }
+
+    /// Forgets a connection; the caller has already taken it out of rooms and logins.
+    pub fn remove(&mut self, conn: ConnId) {
+        self.retire(conn);
+        self.by_id.remove(&conn);
+    }
+
+    pub fn get(&self, conn: ConnId) -> Option<&Conn> {
+        self.by_id.get(&conn)
+    }
+
+    pub fn get_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
+        self.by_id.get_mut(&conn)
+    }
+
+    /// The connection with this chatclientid.
+    pub fn by_client(&self, client: u64) -> Option<ConnId> {
+        self.by_client.get(&client).copied()
+    }
+
+    /// Every connection speaking `dialect`, or `None` when there is none.
+    pub fn everyone(&self, dialect: Dialect) -> Option<Recipients> {
+        let all = self.everyone[dialect.index()].get_or_init(|| {
+            self.by_client
+                .values()
+                .filter(|c| self.by_id[c].dialect == dialect)
+                .copied()
+                .collect()
+        });
+        (!all.is_empty()).then(|| all.clone())
+    }
+}

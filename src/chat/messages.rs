@@ -1,0 +1,97 @@
+//! Messages to people rather than rooms: private messages, broadcasts, invitations.
+
+use super::conns::Identity;
+use super::{Answer, Chat, ChatError, ConnId, Dialect, Event, RoomRef, Secret, Sink, Target};
+
+impl Chat {
+    /// `sendto`: to every connection of a user, or to one connection by chatclientid.
+    /// Room-URL connections speak only in their room, so they cannot be addressed.
+    pub(super) fn send_to(
+        &self,
+        conn: ConnId,
+        mid: u64,
+        to: Target,
+        text: &str,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        let targets: Vec<ConnId> = match to {
+            Target::User(user) => {
+                let user = self.users.get(user).ok_or(ChatError::UserNotFound)?;
+                user.conns.iter().copied().collect()
+            }
+            Target::Client(client) => self
+                .conns
+                .by_client(client)
+                .filter(|&c| {
+                    self.conns
+                        .get(c)
+                        .is_some_and(|c| c.dialect != Dialect::RoomUrl)
+                })
+                .into_iter()
+                .collect(),
+        };
+        if targets.is_empty() {
+            return Err(ChatError::NotOnline);
+        }
+        let event = Event::Private {
+            from: self.who(conn),
+            text,
+        };
+        self.tell_conns(targets, mid, &event, out);
+        Ok(Answer::Done)
+    }
+
+    /// To every connection on the server; the server password is the key.
+    pub(super) fn broadcast(
+        &self,
+        conn: ConnId,
+        mid: u64,
+        key: &Secret,
+        text: &str,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        self.check_server_password(key)?;
+        let event = Event::Broadcast {
+            from: self.who(conn),
+            text,
+        };
+        self.tell_everyone(false, Some(conn), mid, &event, out);
+        Ok(Answer::Done)
+    }
+
+    /// Tells every connection of `invitee` (a user or a guest) that the caller invites them
+    /// into a room the caller is in.
+    pub(super) fn invite(
+        &self,
+        conn: ConnId,
+        room: &RoomRef,
+        invitee: &str,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        let room = self.resolve(room)?;
+        let r = self.rooms.get(room).expect("resolved");
+        if !r.members.contains(conn) {
+            return Err(ChatError::NotAMember);
+        }
+        let mut targets: Vec<ConnId> = self
+            .users
+            .id_of(invitee)
+            .and_then(|id| self.users.get(id))
+            .map_or_else(Vec::new, |u| u.conns.iter().copied().collect());
+        targets.extend(self.conns.guests.get(invitee).copied());
+        debug_assert!(targets.iter().all(|&c| {
+            self.conns
+                .get(c)
+                .is_some_and(|c| !matches!(c.identity, Identity::Anonymous))
+        }));
+        if targets.is_empty() {
+            return Err(ChatError::NotOnline);
+        }
+        let event = Event::Invited {
+            room: &r.name,
+            by: self.who(conn),
+        };
+        self.tell_conns(targets, 0, &event, out);
+        Ok(Answer::Done)
+    }
+}

@@ -1,0 +1,394 @@
+//! The chat core: connections, users, rooms and snaps (`docs/protocol.md` §3–§9), shared by
+//! every dialect.
+//!
+//! It knows no wire format. Each dialect parses its messages into a [`Request`] (an
+//! [`Intent`] plus the words the dialect wants echoed), the core applies it at an injected
+//! time, and everything that follows is an [`Effect`] handed to a [`Sink`]: [`Event`]s for
+//! audiences split by [`Dialect`], one reply per request, closes. The logic thread's sink
+//! renders each event once per dialect present in its audience and shares that frame among
+//! the dialect's recipients. This module must not import a codec, framing, or I/O; the test
+//! `core_imports_no_wire_format` enforces it.
+//!
+//! Data structures are chosen so that work is proportional to the people involved, not to
+//! everyone connected: a room keeps its members in join order with an O(1) membership index
+//! and cached per-dialect audiences, a user keeps the connections logged in as them, and snaps
+//! are indexed by user and by deadline.
+//!
+//! Invariants (kept by `enter`, `exit`, `delete_room`, `set_identity` and `close`): a
+//! connection lists room R in `Conn::rooms` exactly when R's members hold it; every member, and
+//! every connection a user lists, is open; `User::conns` holds exactly the connections whose
+//! identity is that user; `Conns::guests` holds exactly the JSON guest names in use.
+
+mod accounts;
+mod conns;
+mod intent;
+mod messages;
+mod output;
+mod rooms;
+mod secret;
+mod snaps;
+
+use std::sync::Arc;
+
+pub use accounts::{MAX_FOUND, NAME_LEN, PASSWORD_LEN, wildcard_match};
+pub use intent::{Intent, Kind, Request, Requires, RoomRef, Tag, Target};
+pub use output::{
+    Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, RoomInfo, Sink, SnapInfo, UserInfo,
+    Who,
+};
+pub use secret::Secret;
+
+use accounts::Users;
+use conns::{Conns, Identity};
+use rooms::Rooms;
+use snaps::Snaps;
+
+/// Identifies one connection across threads.
+///
+/// `slot` is the connection's key in the net thread's slab; `generation` is bumped every time
+/// a slot is reused, so a message the logic thread addressed to a connection that has since
+/// closed is dropped instead of reaching whoever got the slot next.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+/// The connections one event goes to. Shared, so a room's audience is built once per change
+/// of membership and reused by every event until the next change.
+pub type Recipients = Arc<[ConnId]>;
+
+/// How a new connection arrives, decided by its upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// The command protocol.
+    Protocol,
+    /// The JSON dialect.
+    Json,
+    /// The room URL: straight into the room `room` under `nickname`.
+    RoomUrl { room: String, nickname: String },
+}
+
+impl Entry {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Entry::Protocol => Dialect::Protocol,
+            Entry::Json => Dialect::Json,
+            Entry::RoomUrl { .. } => Dialect::RoomUrl,
+        }
+    }
+}
+
+/// Where the answer to one request goes. Most requests are answered after everything they
+/// caused; a few answer first (a snap's id before the snap is delivered) and then answer
+/// [`Answer::Silent`].
+struct ReplyTo<'t> {
+    conn: ConnId,
+    dialect: Dialect,
+    mid: Option<u64>,
+    kind: Kind,
+    tag: &'t Tag,
+}
+
+impl ReplyTo<'_> {
+    fn send(&self, out: &mut dyn Sink, result: Result<Answer<'_>, ChatError>) {
+        out.emit(Effect::Reply {
+            conn: self.conn,
+            dialect: self.dialect,
+            mid: self.mid,
+            kind: self.kind,
+            tag: self.tag,
+            result,
+        });
+    }
+}
+
+/// All chat state. Only the logic thread touches it, so it needs no locks.
+pub struct Chat {
+    server_password: Secret,
+    conns: Conns,
+    rooms: Rooms,
+    users: Users,
+    snaps: Snaps,
+    /// Keys the session ids handed out at login, so they cannot be guessed from each other.
+    sessions: std::hash::RandomState,
+    last_session: u64,
+}
+
+impl Chat {
+    /// Empty state. `server_password` gates the admin commands (§3); it is only ever compared
+    /// in constant time and never logged.
+    pub fn new(server_password: &[u8]) -> Self {
+        Chat {
+            server_password: Secret::new(server_password),
+            conns: Conns::default(),
+            rooms: Rooms::default(),
+            users: Users::default(),
+            snaps: Snaps::default(),
+            sessions: std::hash::RandomState::new(),
+            last_session: 0,
+        }
+    }
+
+    /// A connection completed its handshake.
+    pub fn open(&mut self, conn: ConnId, entry: Entry, out: &mut dyn Sink) {
+        let dialect = entry.dialect();
+        match entry {
+            Entry::Protocol | Entry::Json => {
+                let client = self.conns.open(conn, dialect, Identity::Anonymous);
+                self.tell_conns([conn], 0, &Event::Welcome { client }, out);
+            }
+            Entry::RoomUrl { room, nickname } => {
+                self.conns.open(conn, dialect, Identity::Nick(nickname));
+                self.enter_by_url(conn, room, out);
+            }
+        }
+    }
+
+    /// Applies one request of `conn` at unix time `now` (seconds): its events, then its reply.
+    pub fn request(&mut self, conn: ConnId, request: Request, now: u64, out: &mut dyn Sink) {
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
+        let dialect = c.dialect;
+        let Request {
+            mid,
+            kind,
+            tag,
+            requires,
+            intent,
+        } = request;
+        let re = ReplyTo {
+            conn,
+            dialect,
+            mid,
+            kind,
+            tag: &tag,
+        };
+        let intent = intent.and_then(|i| self.check(conn, &requires).map(|()| i));
+        let result = match intent {
+            Ok(intent) => self.apply(conn, mid.unwrap_or(0), intent, now, &re, out),
+            Err(e) => Err(e),
+        };
+        re.send(out, result);
+    }
+
+    /// The connection is gone (§7): it leaves every room (telling the others with messageid
+    /// 0), is logged out, and is forgotten.
+    pub fn close(&mut self, conn: ConnId, out: &mut dyn Sink) {
+        if self.conns.get(conn).is_none() {
+            return;
+        }
+        self.conns.retire(conn);
+        self.leave_all(conn, 0, false, out);
+        self.set_identity(conn, Identity::Anonymous);
+        self.conns.remove(conn);
+    }
+
+    /// Time-driven state: snaps past their deadline disappear.
+    pub fn tick(&mut self, now: u64) {
+        self.snaps.expire(now);
+    }
+
+    fn check(&self, conn: ConnId, requires: &Requires) -> Result<(), ChatError> {
+        match requires {
+            Requires::Nothing => Ok(()),
+            Requires::LoginAs(name) => match self.login_name(conn) {
+                None => Err(ChatError::NotLoggedIn),
+                Some(login) if login == name => Ok(()),
+                Some(_) => Err(ChatError::NotYou),
+            },
+        }
+    }
+
+    fn apply(
+        &mut self,
+        conn: ConnId,
+        mid: u64,
+        intent: Intent,
+        now: u64,
+        re: &ReplyTo<'_>,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        match intent {
+            Intent::CreateRoom {
+                name,
+                question,
+                answer,
+                key,
+                unique,
+            } => self.create_room(conn, mid, name, question, answer, &key, unique, out),
+            Intent::RoomDetails { room } => self.room_details(conn, room),
+            Intent::ListRooms => Ok(self.room_list(conn)),
+            Intent::RoomMembers { room } => self.room_members(conn, room),
+            Intent::Join {
+                room,
+                leave_others,
+                answer,
+            } => self.join(conn, mid, &room, leave_others, &answer, out),
+            Intent::Leave { room } => self.leave(conn, mid, &room, out),
+            Intent::Say { room, text } => self.say(conn, mid, &room, &text, out),
+            Intent::SayHere { text } => self.say_here(conn, &text, out),
+            Intent::RemoveRoom { room, key } => self.remove_room(mid, room, &key, out),
+            Intent::Login { name, password } => self.login(conn, mid, &name, &password, out),
+            Intent::GuestLogin { name } => self.guest_login(conn, mid, name, out),
+            Intent::Logout { disconnect } => self.logout(conn, mid, disconnect, out),
+            Intent::Register { name, password } => self.register(name, password),
+            Intent::ChangePassword { old, new } => self.change_password(conn, &old, new),
+            Intent::DeleteAccount { password } => self.delete_account(conn, mid, &password, out),
+            Intent::FindUsers { pattern } => self.find_users(&pattern),
+            Intent::AddUser {
+                id,
+                name,
+                password,
+                key,
+            } => self.add_user(id, name, password, &key),
+            Intent::RemoveUser { id, key } => self.remove_user(id, &key),
+            Intent::ListUsers { status, key } => self.list_users(status, &key),
+            Intent::SendTo { to, text } => self.send_to(conn, mid, to, &text, out),
+            Intent::Broadcast { key, text } => self.broadcast(conn, mid, &key, &text, out),
+            Intent::Invite { room, invitee } => self.invite(conn, &room, &invitee, out),
+            Intent::SendSnap {
+                to,
+                expire,
+                readtime,
+                text,
+            } => self.send_snap(conn, to, expire, readtime, text, now, re, out),
+            Intent::GetSnaps => self.get_snaps(conn, now, re, out),
+            Intent::ReadSnap { snap } => self.read_snap(conn, snap, now, out),
+            Intent::Nop => Ok(Answer::Silent),
+        }
+    }
+
+    fn check_server_password(&self, given: &Secret) -> Result<(), ChatError> {
+        if self.server_password.matches(given) {
+            Ok(())
+        } else {
+            Err(ChatError::WrongServerPassword)
+        }
+    }
+
+    /// How `conn` appears in what others are told. `conn` must be open.
+    fn who(&self, conn: ConnId) -> Who<'_> {
+        let c = self.conns.get(conn).expect("open connection");
+        let (user, name) = match &c.identity {
+            Identity::Anonymous => (0, ""),
+            Identity::Nick(nick) => (0, nick.as_str()),
+            Identity::User(id) => (*id, self.users.get(*id).map_or("", |u| u.name.as_str())),
+        };
+        Who {
+            client: c.client,
+            user,
+            name,
+        }
+    }
+
+    /// The name `conn` is logged in under (a user's or a guest's), if any.
+    fn login_name(&self, conn: ConnId) -> Option<&str> {
+        let c = self.conns.get(conn)?;
+        match &c.identity {
+            Identity::Anonymous => None,
+            Identity::Nick(nick) => Some(nick),
+            Identity::User(id) => self.users.get(*id).map(|u| u.name.as_str()),
+        }
+    }
+
+    /// Tells every member of room `room`, and `actor` its own side.
+    fn tell_room(
+        &self,
+        room: u64,
+        actor: Option<ConnId>,
+        mid: u64,
+        event: &Event<'_>,
+        out: &mut dyn Sink,
+    ) {
+        if let Some(r) = self.rooms.get(room) {
+            let actor = actor.map(|conn| Actor {
+                conn,
+                in_audience: r.members.contains(conn),
+            });
+            self.tell_groups(|d| r.members.audience(d), actor, mid, event, out);
+        }
+    }
+
+    /// Tells every connection (with `lobby_only`, every connection that sees the server's
+    /// room list: room-URL connections live in their one room), and `actor` its own side.
+    fn tell_everyone(
+        &self,
+        lobby_only: bool,
+        actor: Option<ConnId>,
+        mid: u64,
+        event: &Event<'_>,
+        out: &mut dyn Sink,
+    ) {
+        let in_lobby = |d| !lobby_only || d != Dialect::RoomUrl;
+        let actor = actor.and_then(|conn| {
+            let dialect = self.conns.get(conn)?.dialect;
+            Some(Actor {
+                conn,
+                in_audience: in_lobby(dialect),
+            })
+        });
+        let audience = |d| in_lobby(d).then(|| self.conns.everyone(d)).flatten();
+        self.tell_groups(audience, actor, mid, event, out);
+    }
+
+    /// One [`Effect::Tell`] per dialect that has an audience (or the actor).
+    fn tell_groups(
+        &self,
+        audience: impl Fn(Dialect) -> Option<Recipients>,
+        actor: Option<Actor>,
+        mid: u64,
+        event: &Event<'_>,
+        out: &mut dyn Sink,
+    ) {
+        let actor_dialect = actor
+            .and_then(|a| self.conns.get(a.conn))
+            .map(|c| c.dialect);
+        for dialect in Dialect::ALL {
+            let actor = actor.filter(|_| actor_dialect == Some(dialect));
+            let to = match (audience(dialect), actor) {
+                (Some(to), _) => to,
+                (None, Some(_)) => Recipients::from([]),
+                (None, None) => continue,
+            };
+            out.emit(Effect::Tell {
+                dialect,
+                to,
+                actor,
+                mid,
+                event,
+            });
+        }
+    }
+
+    /// Tells a few connections (one, or a user's), grouped by dialect.
+    fn tell_conns(
+        &self,
+        conns: impl IntoIterator<Item = ConnId>,
+        mid: u64,
+        event: &Event<'_>,
+        out: &mut dyn Sink,
+    ) {
+        let mut groups: [Vec<ConnId>; 3] = Default::default();
+        for conn in conns {
+            if let Some(c) = self.conns.get(conn) {
+                groups[c.dialect.index()].push(conn);
+            }
+        }
+        for (dialect, group) in Dialect::ALL.into_iter().zip(groups) {
+            if !group.is_empty() {
+                out.emit(Effect::Tell {
+                    dialect,
+                    to: group.into(),
+                    actor: None,
+                    mid,
+                    event,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,454 @@
+//! Rooms and their members: creating, joining, leaving, speaking, listing, deleting.
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::{
+    Answer, Chat, ChatError, ConnId, Dialect, Event, Farewell, Recipients, RoomInfo, RoomRef,
+    Secret, Sink, Who,
+};
+
+pub(super) struct Room {
+    pub name: String,
+    pub question: String,
+    /// Empty when the room needs no answer.
+    pub answer: Secret,
+    /// Deleted when its last member leaves (created without the server password).
+    pub temporary: bool,
+    pub members: Members,
+}
+
+impl Room {
+    /// The room as `viewer` sees it.
+    pub fn info(&self, id: u64, viewer: ConnId) -> RoomInfo<'_> {
+        RoomInfo {
+            id,
+            name: &self.name,
+            question: &self.question,
+            member: self.members.contains(viewer),
+            needs_answer: !self.answer.is_empty(),
+            temporary: self.temporary,
+            count: self.members.len(),
+        }
+    }
+}
+
+/// A room's members in join order, with O(1) membership checks and O(log n) removal.
+#[derive(Default)]
+pub(super) struct Members {
+    /// Join sequence number -> member; iterates in join order.
+    by_seq: BTreeMap<u64, (ConnId, Dialect)>,
+    /// Member -> its join sequence number.
+    seq: HashMap<ConnId, u64>,
+    last_seq: u64,
+    /// Members per dialect.
+    counts: [usize; 3],
+    /// The broadcast audience per dialect, built on first use after a change of membership
+    /// and shared by every broadcast until the next change: a busy room sends many messages
+    /// per join or leave, so a message costs no walk over the members and no allocation.
+    audiences: [OnceCell<Recipients>; 3],
+}
+
+impl Members {
+    pub fn len(&self) -> u64 {
+        self.by_seq.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_seq.is_empty()
+    }
+
+    pub fn contains(&self, conn: ConnId) -> bool {
+        self.seq.contains_key(&conn)
+    }
+
+    pub fn insert(&mut self, conn: ConnId, dialect: Dialect) {
+        self.last_seq += 1;
+        self.seq.insert(conn, self.last_seq);
+        self.by_seq.insert(self.last_seq, (conn, dialect));
+        self.counts[dialect.index()] += 1;
+        self.audiences[dialect.index()] = OnceCell::new();
+    }
+
+    /// Returns whether `conn` was a member.
+    pub fn remove(&mut self, conn: ConnId) -> bool {
+        let Some((_, dialect)) = self
+            .seq
+            .remove(&conn)
+            .and_then(|seq| self.by_seq.remove(&seq))
+        else {
+            return false;
+        };
+        self.counts[dialect.index()] -= 1;
+        self.audiences[dialect.index()] = OnceCell::new();
+        true
+    }
+
+    /// Members in join order.
+    pub fn iter(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.by_seq.values().map(|&(conn, _)| conn)
+    }
+
+    /// The members speaking `dialect`, or `None` when there are none.
+    pub fn audience(&self, dialect: Dialect) -> Option<Recipients> {
+        let i = dialect.index();
+        if self.counts[i] == 0 {
+            return None;
+        }
+        let build = || {
+            self.by_seq
+                .values()
+                .filter(|&&(_, d)| d == dialect)
+                .map(|&(conn, _)| conn)
+                .collect()
+        };
+        Some(self.audiences[i].get_or_init(build).clone())
+    }
+}
+
+/// Every room, by id and by name.
+#[derive(Default)]
+pub(super) struct Rooms {
+    /// Ids only grow, so this iterates in creation order.
+    by_id: BTreeMap<u64, Room>,
+    by_name: HashMap<String, BTreeSet<u64>>,
+    last_id: u64,
+}
+
+impl Rooms {
+    pub fn get(&self, id: u64) -> Option<&Room> {
+        self.by_id.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Room> {
+        self.by_id.get_mut(&id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Room)> {
+        self.by_id.iter().map(|(&id, r)| (id, r))
+    }
+
+    /// The first room, in creation order, named exactly `name` that `accept` takes.
+    pub fn first_named(&self, name: &str, accept: impl Fn(&Room) -> bool) -> Option<u64> {
+        let ids = self.by_name.get(name)?;
+        ids.iter().copied().find(|id| accept(&self.by_id[id]))
+    }
+
+    /// Adds a room (with no members yet) and returns its id.
+    pub fn add(&mut self, name: String, question: String, answer: Secret, temporary: bool) -> u64 {
+        self.last_id += 1;
+        let id = self.last_id;
+        self.by_name.entry(name.clone()).or_default().insert(id);
+        let room = Room {
+            name,
+            question,
+            answer,
+            temporary,
+            members: Members::default(),
+        };
+        self.by_id.insert(id, room);
+        id
+    }
+
+    pub fn remove(&mut self, id: u64) -> Option<Room> {
+        let room = self.by_id.remove(&id)?;
+        if let Some(ids) = self.by_name.get_mut(&room.name) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_name.remove(&room.name);
+            }
+        }
+        Some(room)
+    }
+}
+
+impl Chat {
+    /// The room a request names.
+    pub(super) fn resolve(&self, room: &RoomRef) -> Result<u64, ChatError> {
+        match room {
+            RoomRef::Id(id) => self.rooms.get(*id).map(|_| *id),
+            RoomRef::Name(name) => self.rooms.first_named(name, |_| true),
+        }
+        .ok_or(ChatError::RoomNotFound)
+    }
+
+    /// A room's name and members, as a creator or joiner is answered.
+    fn in_room(&self, room: u64) -> Answer<'_> {
+        let r = self.rooms.get(room).expect("caller checked");
+        Answer::InRoom {
+            name: &r.name,
+            members: r.members.iter().map(|m| self.who(m)).collect(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn create_room(
+        &mut self,
+        conn: ConnId,
+        mid: u64,
+        name: String,
+        question: String,
+        answer: Secret,
+        key: &Secret,
+        unique: bool,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        if unique && self.rooms.first_named(&name, |_| true).is_some() {
+            return Err(ChatError::RoomExists);
+        }
+        let temporary = !self.server_password.matches(key);
+        let room = self.rooms.add(name, question, answer, temporary);
+        self.add_member(conn, room);
+        self.announce_room(conn, room, mid, out);
+        Ok(self.in_room(room))
+    }
+
+    /// Tells every connection that sees the room list about a new room; the creator sees it
+    /// as its member.
+    fn announce_room(&self, creator: ConnId, room: u64, mid: u64, out: &mut dyn Sink) {
+        let r = self.rooms.get(room).expect("just created");
+        let mut info = r.info(room, creator);
+        info.member = false;
+        let event = Event::RoomCreated {
+            room: info,
+            by: self.who(creator),
+        };
+        self.tell_everyone(true, Some(creator), mid, &event, out);
+    }
+
+    /// A room-URL connection joins the first room named `name` that needs no answer (it
+    /// cannot give one), or creates a temporary room of that name.
+    pub(super) fn enter_by_url(&mut self, conn: ConnId, name: String, out: &mut dyn Sink) {
+        match self.rooms.first_named(&name, |r| r.answer.is_empty()) {
+            Some(room) => self.enter(conn, room, 0, out),
+            None => {
+                let room = self.rooms.add(name, String::new(), Secret::default(), true);
+                self.add_member(conn, room);
+                self.announce_room(conn, room, 0, out);
+                self.announce_member(conn, room, 0, out);
+            }
+        }
+    }
+
+    pub(super) fn join(
+        &mut self,
+        conn: ConnId,
+        mid: u64,
+        room: &RoomRef,
+        leave_others: bool,
+        answer: &Secret,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        let room = self.resolve(room)?;
+        let r = self.rooms.get(room).expect("resolved");
+        if r.members.contains(conn) {
+            return Err(ChatError::AlreadyMember);
+        }
+        if !r.answer.is_empty() && !r.answer.matches(answer) {
+            return Err(ChatError::WrongAnswer);
+        }
+        if leave_others {
+            self.leave_all(conn, mid, true, out);
+        }
+        self.enter(conn, room, mid, out);
+        Ok(self.in_room(room))
+    }
+
+    pub(super) fn leave(
+        &mut self,
+        conn: ConnId,
+        mid: u64,
+        room: &RoomRef,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        let room = self.resolve(room)?;
+        if !self.is_member(conn, room) {
+            return Err(ChatError::NotAMember);
+        }
+        self.exit(conn, room, mid, true, out);
+        Ok(Answer::Confirmed)
+    }
+
+    pub(super) fn say(
+        &self,
+        conn: ConnId,
+        mid: u64,
+        room: &RoomRef,
+        text: &str,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        // An unknown room is one the sender is not in.
+        let room = self.resolve(room).map_err(|_| ChatError::NotAMember)?;
+        if !self.is_member(conn, room) {
+            return Err(ChatError::NotAMember);
+        }
+        self.said(conn, room, mid, text, out);
+        Ok(Answer::Confirmed)
+    }
+
+    /// A room-URL connection speaks in its room.
+    pub(super) fn say_here(
+        &self,
+        conn: ConnId,
+        text: &str,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        let room = self.conns.get(conn).and_then(|c| c.rooms.first().copied());
+        let room = room.ok_or(ChatError::NotAMember)?;
+        self.said(conn, room, 0, text, out);
+        Ok(Answer::Confirmed)
+    }
+
+    fn said(&self, conn: ConnId, room: u64, mid: u64, text: &str, out: &mut dyn Sink) {
+        let r = self.rooms.get(room).expect("member of it");
+        let event = Event::Said {
+            room,
+            name: &r.name,
+            who: self.who(conn),
+            text,
+        };
+        self.tell_room(room, Some(conn), mid, &event, out);
+    }
+
+    pub(super) fn room_details(&self, conn: ConnId, room: u64) -> Result<Answer<'_>, ChatError> {
+        let r = self.rooms.get(room).ok_or(ChatError::RoomNotFound)?;
+        Ok(Answer::RoomDetails(r.info(room, conn)))
+    }
+
+    pub(super) fn room_list(&self, conn: ConnId) -> Answer<'_> {
+        Answer::RoomList(self.rooms.iter().map(|(id, r)| r.info(id, conn)).collect())
+    }
+
+    pub(super) fn room_members(&self, conn: ConnId, room: u64) -> Result<Answer<'_>, ChatError> {
+        let r = self.rooms.get(room).ok_or(ChatError::RoomNotFound)?;
+        if !r.members.contains(conn) {
+            return Err(ChatError::NotAMember);
+        }
+        let members: Vec<Who<'_>> = r.members.iter().map(|m| self.who(m)).collect();
+        Ok(Answer::Members { room, members })
+    }
+
+    pub(super) fn remove_room(
+        &mut self,
+        mid: u64,
+        room: u64,
+        key: &Secret,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        self.check_server_password(key)?;
+        if self.rooms.get(room).is_none() {
+            return Err(ChatError::RoomNotFound);
+        }
+        self.delete_room(room, mid, out);
+        Ok(Answer::Done)
+    }
+
+    fn is_member(&self, conn: ConnId, room: u64) -> bool {
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.members.contains(conn))
+    }
+
+    fn add_member(&mut self, conn: ConnId, room: u64) {
+        let c = self.conns.get_mut(conn).expect("open");
+        c.rooms.insert(room);
+        let dialect = c.dialect;
+        let r = self.rooms.get_mut(room).expect("exists");
+        r.members.insert(conn, dialect);
+    }
+
+    /// Adds `conn` to `room` and tells every member, the joiner included.
+    fn enter(&mut self, conn: ConnId, room: u64, mid: u64, out: &mut dyn Sink) {
+        self.add_member(conn, room);
+        self.announce_member(conn, room, mid, out);
+    }
+
+    /// Tells a room's members that `conn` is in it.
+    fn announce_member(&self, conn: ConnId, room: u64, mid: u64, out: &mut dyn Sink) {
+        let r = self.rooms.get(room).expect("member of it");
+        let event = Event::Joined {
+            room,
+            name: &r.name,
+            who: self.who(conn),
+            count: r.members.len(),
+        };
+        self.tell_room(room, Some(conn), mid, &event, out);
+    }
+
+    /// Tells a room's members that `conn`, a member, now goes by a new login.
+    pub(super) fn announce_login(&self, conn: ConnId, room: u64, mid: u64, out: &mut dyn Sink) {
+        let r = self.rooms.get(room).expect("member of it");
+        let event = Event::Renamed {
+            room,
+            name: &r.name,
+            who: self.who(conn),
+            count: r.members.len(),
+        };
+        self.tell_room(room, Some(conn), mid, &event, out);
+    }
+
+    /// Takes `conn` out of `room` and tells the remaining members, and the leaver when
+    /// `tell_leaver` (a disconnecting leaver is gone). A temporary room left empty is deleted.
+    fn exit(&mut self, conn: ConnId, room: u64, mid: u64, tell_leaver: bool, out: &mut dyn Sink) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if !r.members.remove(conn) {
+            return;
+        }
+        let empty_temporary = r.temporary && r.members.is_empty();
+        self.conns.get_mut(conn).expect("open").rooms.remove(&room);
+        let r = self.rooms.get(room).expect("still there");
+        let event = Event::Left {
+            room,
+            name: &r.name,
+            who: self.who(conn),
+            count: r.members.len(),
+        };
+        self.tell_room(room, tell_leaver.then_some(conn), mid, &event, out);
+        if empty_temporary {
+            self.delete_room(room, mid, out);
+        }
+    }
+
+    /// Leaves every room `conn` is in, in creation order.
+    pub(super) fn leave_all(
+        &mut self,
+        conn: ConnId,
+        mid: u64,
+        tell_leaver: bool,
+        out: &mut dyn Sink,
+    ) {
+        let rooms: Vec<u64> = match self.conns.get(conn) {
+            Some(c) => c.rooms.iter().copied().collect(),
+            None => return,
+        };
+        for room in rooms {
+            self.exit(conn, room, mid, tell_leaver, out);
+        }
+    }
+
+    /// Removes a room and tells everyone who sees the room list. Members still inside (only
+    /// when an admin removes it) are taken out silently; room-URL members, who have nowhere
+    /// else to be, are disconnected.
+    fn delete_room(&mut self, room: u64, mid: u64, out: &mut dyn Sink) {
+        let Some(r) = self.rooms.remove(room) else {
+            return;
+        };
+        for member in r.members.iter() {
+            let c = self.conns.get_mut(member).expect("open");
+            c.rooms.remove(&room);
+            if c.dialect == Dialect::RoomUrl {
+                out.emit(super::Effect::Close {
+                    conn: member,
+                    why: Farewell::RoomRemoved,
+                });
+            }
+        }
+        let event = Event::RoomDeleted {
+            room,
+            name: &r.name,
+        };
+        self.tell_everyone(true, None, mid, &event, out);
+    }
+}

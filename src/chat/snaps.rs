@@ -1,0 +1,221 @@
+//! Snaps: private messages to a user that live until they expire (`docs/protocol.md` §6).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::{Answer, Chat, ChatError, ConnId, Event, ReplyTo, Sink, SnapInfo};
+
+pub(super) struct Snap {
+    pub from: u64,
+    pub to: u64,
+    pub sent: u64,
+    /// When the recipient first read it; 0 until then.
+    pub received: u64,
+    pub readtime: u64,
+    /// When it stops existing: `expirelength` after sending, or `readtime` after the first
+    /// read, whichever comes first; `None` for never.
+    pub deadline: Option<u64>,
+    pub text: String,
+}
+
+impl Snap {
+    pub fn info(&self, id: u64) -> SnapInfo<'_> {
+        SnapInfo {
+            id,
+            to: self.to,
+            from: self.from,
+            sent: self.sent,
+            received: self.received,
+            readtime: self.readtime,
+            text: &self.text,
+        }
+    }
+
+    fn live(&self, now: u64) -> bool {
+        self.deadline.is_none_or(|d| now < d)
+    }
+}
+
+/// All snaps, indexed so that a user's snaps and the next ones to expire are found without
+/// scanning every snap.
+#[derive(Default)]
+pub(super) struct Snaps {
+    by_id: BTreeMap<u64, Snap>,
+    /// Snap ids by user, both sender and recipient.
+    by_user: HashMap<u64, BTreeSet<u64>>,
+    /// (deadline, snap id) of every snap that has one.
+    deadlines: BTreeSet<(u64, u64)>,
+    last_id: u64,
+}
+
+impl Snaps {
+    pub fn add(&mut self, snap: Snap) -> u64 {
+        self.last_id += 1;
+        let id = self.last_id;
+        self.by_user.entry(snap.from).or_default().insert(id);
+        self.by_user.entry(snap.to).or_default().insert(id);
+        if let Some(d) = snap.deadline {
+            self.deadlines.insert((d, id));
+        }
+        self.by_id.insert(id, snap);
+        id
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Snap> {
+        self.by_id.get(&id)
+    }
+
+    /// The snap, unless it is unknown or past its deadline (a tick may not have removed it
+    /// yet).
+    pub fn live(&self, id: u64, now: u64) -> Option<&Snap> {
+        self.by_id.get(&id).filter(|s| s.live(now))
+    }
+
+    /// Stamps the recipient's first read at `now` and brings the deadline forward to `readtime`
+    /// from now.
+    pub fn mark_read(&mut self, id: u64, now: u64) {
+        let Some(snap) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        snap.received = now;
+        let deadline = now.saturating_add(snap.readtime);
+        if snap.deadline.is_none_or(|d| deadline < d) {
+            if let Some(old) = snap.deadline.replace(deadline) {
+                self.deadlines.remove(&(old, id));
+            }
+            self.deadlines.insert((deadline, id));
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(snap) = self.by_id.remove(&id) else {
+            return;
+        };
+        for user in [snap.from, snap.to] {
+            if let Some(ids) = self.by_user.get_mut(&user) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_user.remove(&user);
+                }
+            }
+        }
+        if let Some(d) = snap.deadline {
+            self.deadlines.remove(&(d, id));
+        }
+    }
+
+    /// Removes every snap whose deadline has come.
+    pub fn expire(&mut self, now: u64) {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.remove(id);
+        }
+    }
+
+    /// Removes every snap to or from `user`, so a later user given the same userid cannot
+    /// read them.
+    pub fn remove_user(&mut self, user: u64) {
+        for id in self.by_user.get(&user).cloned().unwrap_or_default() {
+            self.remove(id);
+        }
+    }
+
+    /// The live snaps to or from `user`, oldest first.
+    pub fn of_user(&self, user: u64, now: u64) -> impl Iterator<Item = (u64, &Snap)> {
+        let ids = self.by_user.get(&user).into_iter().flatten();
+        ids.filter_map(move |&id| Some((id, self.live(id, now)?)))
+    }
+}
+
+impl Chat {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_snap(
+        &mut self,
+        conn: ConnId,
+        to: u64,
+        expire: u64,
+        readtime: u64,
+        text: String,
+        now: u64,
+        re: &ReplyTo<'_>,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        let from = self
+            .conns
+            .get(conn)
+            .and_then(|c| c.user())
+            .ok_or(ChatError::NotLoggedIn)?;
+        let snap = self.snaps.add(Snap {
+            from,
+            to,
+            sent: now,
+            received: 0,
+            readtime,
+            deadline: (expire != 0).then(|| now.saturating_add(expire)),
+            text,
+        });
+        let event = Event::Snap(self.snaps.get(snap).expect("just added").info(snap));
+        // The reply comes first: the sender learns the id before anyone sees the snap.
+        re.send(out, Ok(Answer::SnapSent { snap }));
+        self.tell_conns(self.snap_receivers(to, None), 0, &event, out);
+        Ok(Answer::Silent)
+    }
+
+    pub(super) fn get_snaps(
+        &mut self,
+        conn: ConnId,
+        now: u64,
+        re: &ReplyTo<'_>,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        let c = self.conns.get_mut(conn).expect("open");
+        let user = c.user().ok_or(ChatError::NotLoggedIn)?;
+        c.snaps_enabled = true;
+        re.send(out, Ok(Answer::Done));
+        for (id, snap) in self.snaps.of_user(user, now) {
+            self.tell_conns([conn], 0, &Event::Snap(snap.info(id)), out);
+        }
+        Ok(Answer::Silent)
+    }
+
+    pub(super) fn read_snap(
+        &mut self,
+        conn: ConnId,
+        id: u64,
+        now: u64,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
+        let reader = self
+            .conns
+            .get(conn)
+            .and_then(|c| c.user())
+            .ok_or(ChatError::NotLoggedIn)?;
+        let snap = self.snaps.live(id, now).ok_or(ChatError::SnapNotFound)?;
+        if snap.from != reader && snap.to != reader {
+            return Err(ChatError::NotYourSnap);
+        }
+        let other = if reader == snap.to {
+            snap.from
+        } else {
+            snap.to
+        };
+        if reader == snap.to && snap.received == 0 {
+            self.snaps.mark_read(id, now);
+        }
+        let mut to = vec![conn];
+        to.extend(self.snap_receivers(other, Some(conn)));
+        let event = Event::Snap(self.snaps.get(id).expect("live").info(id));
+        self.tell_conns(to, 0, &event, out);
+        Ok(Answer::Silent)
+    }
+
+    /// The snap-enabled connections of `user`, except `except`.
+    fn snap_receivers(&self, user: u64, except: Option<ConnId>) -> Vec<ConnId> {
+        let conns = self.users.get(user).into_iter().flat_map(|u| &u.conns);
+        conns
+            .copied()
+            .filter(|&c| Some(c) != except && self.conns.get(c).is_some_and(|c| c.snaps_enabled))
+            .collect()
+    }
+}
