@@ -6,8 +6,9 @@
 //! time, and everything that follows is an [`Effect`] handed to a [`Sink`]: [`Event`]s for
 //! audiences split by [`Dialect`], one reply per request, closes. The logic thread's sink
 //! renders each event once per dialect present in its audience and shares that frame among
-//! the dialect's recipients. This module must not import a codec, framing, or I/O; the test
-//! `core_imports_no_wire_format` enforces it.
+//! the dialect's recipients. This module must not import a codec, framing, or I/O; the integration test
+//! `architecture::core_imports_no_wire_format` enforces it (the rules are unit-tested through
+//! the renderers, as wire transcripts, in `logic::tests`).
 //!
 //! Data structures are chosen so that work is proportional to the people involved, not to
 //! everyone connected: a room keeps its members in join order with an O(1) membership index
@@ -389,6 +390,3 @@ impl Chat {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

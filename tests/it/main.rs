@@ -1,9 +1,11 @@
 //! The integration tests: one crate, so the harness in `common` is compiled once and every
 //! module uses it. Each test starts the real `websocket` binary on an ephemeral loopback port.
 
+mod architecture;
 mod browser;
 mod common;
 mod crash;
+mod dialects;
 mod faults;
 mod foundation;
 mod protocol;

@@ -1,13 +1,14 @@
-//! Chat transcripts: events in, the decoded frames out with their recipients.
+//! The chat rules, as transcripts through the core and the renderers: events in, the decoded
+//! frames out with their recipients.
 //!
 //! Each output line reads `RECIPIENTS < PAYLOAD` (recipient slots sorted, comma-separated) or
 //! `SLOT close CODE`. A line lists everyone who gets that frame, so a connection missing from
 //! it is a connection that must not receive it.
 
-use super::*;
+use super::Logic;
+use crate::chat::{ConnId, Dialect, Entry};
 use crate::dialect;
 use crate::events::{Frame, ToLogic, ToNet};
-use crate::logic::Logic;
 use crate::ws::text_payload;
 
 /// The server password of every test.

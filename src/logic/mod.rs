@@ -222,3 +222,6 @@ impl Router<'_> {
         self.out.push(msg);
     }
 }
+
+#[cfg(test)]
+mod tests;
