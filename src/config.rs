@@ -4,6 +4,7 @@
 //! team gets without thinking about it.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Server configuration. Build it with [`Config::new`] and adjust fields as needed.
@@ -59,6 +60,20 @@ pub struct Config {
     /// Default 2 KiB: it is allocated (and touched) for every idle connection too, so it is most
     /// of an idle connection's memory; a bigger message just takes several reads.
     pub read_buffer_size: usize,
+    /// Certificate and key for TLS. Default none: the port speaks plain HTTP and `ws://`. With
+    /// them it speaks only TLS 1.2/1.3 (`https://`, `wss://`): browsers refuse `ws://` from an
+    /// https page, and a chat server on the open internet needs encryption. `SIGHUP` reloads
+    /// both files (certificate rotation) without dropping connections.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the TLS certificate and key live; read at start and again on every `SIGHUP`.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first (what ACME clients write as `fullchain.pem`).
+    pub cert: PathBuf,
+    /// PEM private key of the leaf certificate: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub key: PathBuf,
 }
 
 impl Config {
@@ -82,6 +97,7 @@ impl Config {
             allowed_origins: Vec::new(),
             rate_limit: 100,
             rate_burst: 200,
+            tls: None,
         }
     }
 }

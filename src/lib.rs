@@ -14,4 +14,5 @@ pub mod net;
 pub mod proto;
 pub mod selftest;
 pub mod server;
+pub mod tls;
 pub mod ws;
