@@ -156,20 +156,42 @@ mod tests {
     use super::*;
 
     /// A socket that takes at most `cap` bytes per call, then blocks after `budget` bytes.
+    /// `write_vectored` gathers like `writev`; `calls` counts the calls that took bytes.
     struct Trickle {
         out: Vec<u8>,
         cap: usize,
         budget: usize,
+        calls: usize,
+    }
+
+    impl Trickle {
+        fn new(cap: usize, budget: usize) -> Trickle {
+            Trickle {
+                out: Vec::new(),
+                cap,
+                budget,
+                calls: 0,
+            }
+        }
     }
 
     impl Write for Trickle {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
             if self.budget == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            let n = buf.len().min(self.cap).min(self.budget);
-            self.out.extend_from_slice(&buf[..n]);
+            let mut room = self.cap.min(self.budget);
+            for buf in bufs {
+                let n = buf.len().min(room);
+                self.out.extend_from_slice(&buf[..n]);
+                room -= n;
+            }
+            let n = self.cap.min(self.budget) - room;
             self.budget -= n;
+            self.calls += 1;
             Ok(n)
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -190,11 +212,7 @@ mod tests {
         ob.push(frame(b"xyz"));
         assert_eq!(ob.len(), 18);
         assert_eq!(Rc::strong_count(&shared), 2);
-        let mut sock = Trickle {
-            out: vec![],
-            cap: 5,
-            budget: 7,
-        };
+        let mut sock = Trickle::new(5, 7);
         assert!(!ob.write_to(&mut sock).unwrap());
         assert_eq!(ob.len(), 11);
         sock.budget = 100;
@@ -209,11 +227,7 @@ mod tests {
         let mut ob = Outbox::default();
         ob.push(frame(b"0123456789"));
         ob.push(frame(b"later"));
-        let mut sock = Trickle {
-            out: vec![],
-            cap: 4,
-            budget: 4,
-        };
+        let mut sock = Trickle::new(4, 4);
         assert!(!ob.write_to(&mut sock).unwrap());
         ob.discard_unsent();
         ob.push(frame(b"CLOSE"));
@@ -229,5 +243,111 @@ mod tests {
         ob.push(frame(b"b"));
         ob.discard_unsent();
         assert!(ob.is_empty());
+    }
+
+    /// A server session and a client session that have finished their handshake in memory.
+    fn tls_pair() -> (ServerConnection, rustls::ClientConnection) {
+        use rustls::pki_types::PrivatePkcs8KeyDer;
+        use rustls::{ClientConfig, Connection, RootCertStore, ServerConfig};
+        use std::sync::Arc;
+
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![made.cert.der().clone()], key.into())
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(made.cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut server = Connection::Server(ServerConnection::new(Arc::new(server)).unwrap());
+        let name = "localhost".try_into().unwrap();
+        let mut client =
+            Connection::Client(rustls::ClientConnection::new(Arc::new(client), name).unwrap());
+        fn transfer(from: &mut Connection, to: &mut Connection) {
+            let mut wire = Vec::new();
+            while from.wants_write() {
+                from.write_tls(&mut wire).unwrap();
+            }
+            to.read_tls(&mut &wire[..]).unwrap();
+            to.process_new_packets().unwrap();
+        }
+        while server.is_handshaking() || client.is_handshaking() {
+            transfer(&mut client, &mut server);
+            transfer(&mut server, &mut client);
+        }
+        match (server, client) {
+            (Connection::Server(s), Connection::Client(c)) => (s, c),
+            _ => unreachable!(),
+        }
+    }
+
+    /// What the client decrypts from `wire`.
+    fn decrypt(client: &mut rustls::ClientConnection, wire: &[u8]) -> Vec<u8> {
+        let mut wire = wire;
+        let mut plain = Vec::new();
+        while !wire.is_empty() {
+            client.read_tls(&mut wire).unwrap();
+            client.process_new_packets().unwrap();
+            // Ends with WouldBlock: the plaintext so far, drained so rustls reads on.
+            let _ = io::Read::read_to_end(&mut client.reader(), &mut plain);
+        }
+        plain
+    }
+
+    #[test]
+    fn tls_sends_a_backlog_of_small_frames_in_few_records_and_one_writev() {
+        let (mut server, mut client) = tls_pair();
+        let mut ob = Outbox::default();
+        let mut want = Vec::new();
+        for i in 0..1000 {
+            let f = Bytes::from(format!("frame {i:04};"));
+            want.extend_from_slice(&f);
+            ob.push(Rc::new(f));
+        }
+        let mut sock = Trickle::new(usize::MAX, usize::MAX);
+        assert!(ob.write_tls(&mut server, &mut sock).unwrap());
+        assert!(ob.is_empty());
+        // 1,000 frames: 16 records of up to 64 frames (plus the session tickets), one writev.
+        assert_eq!(sock.calls, 1);
+        let mut records = 0;
+        let mut rest = &sock.out[..];
+        while rest.len() >= 5 {
+            records += 1;
+            rest = &rest[5 + usize::from(u16::from_be_bytes([rest[3], rest[4]]))..];
+        }
+        assert!((16..=20).contains(&records), "{records} records");
+        assert_eq!(decrypt(&mut client, &sock.out), want);
+    }
+
+    #[test]
+    fn tls_counts_what_waits_in_the_session_and_resumes_after_would_block() {
+        let (mut server, mut client) = tls_pair();
+        let mut ob = Outbox::default();
+        let mut want = Vec::new();
+        for i in 0..10u8 {
+            let f = Bytes::from(vec![b'a' + i; 20_000]);
+            want.extend_from_slice(&f);
+            ob.push(Rc::new(f));
+        }
+        // 200 KB through a 64 KiB session buffer and a socket that blocks after 10 KB.
+        let mut sock = Trickle::new(usize::MAX, 10_000);
+        assert!(!ob.write_tls(&mut server, &mut sock).unwrap());
+        let waiting = ob.len();
+        assert!(
+            (want.len() - 10_000..want.len()).contains(&waiting),
+            "{waiting} bytes counted as waiting, incl. the session's"
+        );
+        sock.budget = usize::MAX;
+        assert!(ob.write_tls(&mut server, &mut sock).unwrap());
+        assert!(ob.is_empty());
+        assert_eq!(decrypt(&mut client, &sock.out), want);
     }
 }

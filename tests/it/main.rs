@@ -7,3 +7,4 @@ mod crash;
 mod faults;
 mod foundation;
 mod protocol;
+mod tls;
