@@ -16,7 +16,7 @@ use rustls::{
     ClientConfig, ClientConnection, RootCertStore, StreamOwned, SupportedProtocolVersion,
 };
 
-use crate::common::{Client, Socket, TIMEOUT, TestServer, raw_exchange, ws_handshake};
+use crate::common::{Client, Socket, TIMEOUT, TestServer, heavy, raw_exchange, ws_handshake};
 
 type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
@@ -273,6 +273,8 @@ fn every_dialect_works_over_wss() {
 
 #[test]
 fn a_backlog_larger_than_the_tls_buffer_arrives_whole_and_in_order() {
+    // Over a megabyte encrypted by a debug build: not alongside the load tests.
+    let _serial = heavy();
     let files = CertFiles::new("backlog");
     let server = files.server(&["--rate-limit", "0"]);
     let room = "/ws/chat/big/?nickname=";
