@@ -22,8 +22,8 @@ pub struct Config {
     pub max_message_size: usize,
     /// Largest HTTP request head, in bytes. Default 8 KiB; larger gets 431.
     pub max_head_size: usize,
-    /// Time allowed from TCP accept to a complete HTTP request head (slowloris defence).
-    /// Default 10 s.
+    /// Time allowed from TCP accept to a complete HTTP request head (slowloris defence); with
+    /// TLS the TLS handshake counts against it too. Default 10 s.
     pub handshake_timeout: Duration,
     /// Bytes that may wait in one connection's outbound queue. Default 1 MiB; a client that lets
     /// more pile up (it does not read) is closed with 1008. Larger tolerates slower readers and

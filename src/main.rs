@@ -58,7 +58,7 @@ struct ServeArgs {
     /// Largest HTTP request head, in bytes (larger: 431).
     #[arg(long, default_value_t = 8 * 1024)]
     max_head_size: usize,
-    /// Seconds allowed to send a complete HTTP request head.
+    /// Seconds allowed to send a complete HTTP request head (TLS handshake included).
     #[arg(long, default_value_t = 10)]
     handshake_timeout: u64,
     /// Bytes that may queue for one client before it is closed as a slow consumer (1008).
