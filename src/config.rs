@@ -4,6 +4,7 @@
 //! team gets without thinking about it.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Server configuration. Build it with [`Config::new`] and adjust fields as needed.
@@ -21,8 +22,8 @@ pub struct Config {
     pub max_message_size: usize,
     /// Largest HTTP request head, in bytes. Default 8 KiB; larger gets 431.
     pub max_head_size: usize,
-    /// Time allowed from TCP accept to a complete HTTP request head (slowloris defence).
-    /// Default 10 s.
+    /// Time allowed from TCP accept to a complete HTTP request head (slowloris defence); with
+    /// TLS the TLS handshake counts against it too. Default 10 s.
     pub handshake_timeout: Duration,
     /// Bytes that may wait in one connection's outbound queue. Default 1 MiB; a client that lets
     /// more pile up (it does not read) is closed with 1008. Larger tolerates slower readers and
@@ -59,6 +60,20 @@ pub struct Config {
     /// Default 2 KiB: it is allocated (and touched) for every idle connection too, so it is most
     /// of an idle connection's memory; a bigger message just takes several reads.
     pub read_buffer_size: usize,
+    /// Certificate and key for TLS. Default none: the port speaks plain HTTP and `ws://`. With
+    /// them it speaks only TLS 1.2/1.3 (`https://`, `wss://`): browsers refuse `ws://` from an
+    /// https page, and a chat server on the open internet needs encryption. `SIGHUP` reloads
+    /// both files (certificate rotation) without dropping connections.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the TLS certificate and key live; read at start and again on every `SIGHUP`.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first (what ACME clients write as `fullchain.pem`).
+    pub cert: PathBuf,
+    /// PEM private key of the leaf certificate: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub key: PathBuf,
 }
 
 impl Config {
@@ -82,6 +97,7 @@ impl Config {
             allowed_origins: Vec::new(),
             rate_limit: 100,
             rate_burst: 200,
+            tls: None,
         }
     }
 }

@@ -270,6 +270,14 @@ pub fn error(status: u16, reason: &str) -> Response {
     Response(r)
 }
 
+/// The answer to plain HTTP on a TLS port: a browser shows the hint.
+pub fn tls_required() -> Response {
+    let body = "this port speaks TLS; use https:// or wss://\r\n";
+    let mut r = head(400, "Bad Request", "text/plain; charset=utf-8", body.len());
+    r.extend_from_slice(body.as_bytes());
+    Response(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

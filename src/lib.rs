@@ -15,5 +15,6 @@ pub mod logic;
 pub mod net;
 pub mod selftest;
 pub mod server;
+pub mod tls;
 pub mod transcript;
 pub mod ws;

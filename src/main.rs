@@ -2,6 +2,7 @@
 
 use std::io::{ErrorKind, Write};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,14 +10,15 @@ use clap::error::ErrorKind as ClapErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use log::{error, info};
 
-use websocket::config::Config;
+use websocket::config::{Config, TlsFiles};
 use websocket::server::Server;
 use websocket::{crash, selftest};
 
 /// A multithreaded WebSocket chat server.
 ///
-/// Open http://HOST:PORT/ in a browser for the chat page; WebSocket clients speak the command
-/// protocol on any other path, or the room dialect on /ws/chat/{room}/?nickname={nick}.
+/// Open http://HOST:PORT/ (https:// with --tls-cert) in a browser for the chat page; WebSocket
+/// clients speak the command protocol on any other path, or the room dialect on
+/// /ws/chat/{room}/?nickname={nick}.
 #[derive(Parser)]
 #[command(
     version,
@@ -56,7 +58,7 @@ struct ServeArgs {
     /// Largest HTTP request head, in bytes (larger: 431).
     #[arg(long, default_value_t = 8 * 1024)]
     max_head_size: usize,
-    /// Seconds allowed to send a complete HTTP request head.
+    /// Seconds allowed to send a complete HTTP request head (TLS handshake included).
     #[arg(long, default_value_t = 10)]
     handshake_timeout: u64,
     /// Bytes that may queue for one client before it is closed as a slow consumer (1008).
@@ -87,6 +89,13 @@ struct ServeArgs {
     /// Serve a WebSocket echo endpoint at this path (for conformance testing only).
     #[arg(long)]
     echo_path: Option<String>,
+    /// PEM certificate chain: the port then speaks only TLS (https://, wss://). SIGHUP reloads
+    /// it and the key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -110,6 +119,9 @@ impl ServeArgs {
         c.rate_limit = self.rate_limit;
         c.rate_burst = self.rate_burst;
         c.read_buffer_size = self.read_buffer_size.max(256);
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            c.tls = Some(TlsFiles { cert, key });
+        }
         c
     }
 }
@@ -139,10 +151,19 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = cli.serve.config();
     let (bind, port) = (config.bind, config.port);
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let server = match Server::start(config) {
         Ok(s) => s,
         Err(e) if e.kind() == ErrorKind::AddrInUse => {
             error!("cannot listen on port {port}: it is already in use ({bind}:{port})");
+            return ExitCode::from(1);
+        }
+        Err(e) if e.kind() == ErrorKind::InvalidInput => {
+            error!("{e}");
             return ExitCode::from(1);
         }
         Err(e) => {
@@ -151,7 +172,7 @@ fn main() -> ExitCode {
         }
     };
     let addr = server.local_addr();
-    println!("listening on http://{addr}/");
+    println!("listening on {scheme}://{addr}/");
     let _ = std::io::stdout().flush();
     info!("server password set; admin commands enabled");
     server.wait();

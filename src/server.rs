@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::crash;
 use crate::events::ToLogic;
 use crate::net::{Net, NetParts, WAKER};
+use crate::tls::Tls;
 
 /// Pending connections the kernel holds for us: deep enough to absorb a reconnect storm.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -30,9 +31,16 @@ pub struct Server {
 
 impl Server {
     /// Binds the port and starts the threads. Fails (without starting anything) if the address
-    /// cannot be bound, e.g. because the port is in use.
+    /// cannot be bound, e.g. because the port is in use, or if the TLS certificate or key
+    /// cannot be loaded (`ErrorKind::InvalidInput`, naming the file).
     pub fn start(config: Config) -> io::Result<Server> {
         let config = Arc::new(config);
+        let tls = config
+            .tls
+            .clone()
+            .map(Tls::load)
+            .transpose()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let listener = bind(SocketAddr::new(config.bind, config.port))?;
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
@@ -46,6 +54,7 @@ impl Server {
             to_logic: to_logic.clone(),
             from_logic: net_rx,
             stop: stop.clone(),
+            tls,
         };
         // The net thread's state is built on that thread (it holds `Rc`s, so it cannot move
         // between threads); set-up errors come back through this channel.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end benchmark: this server against the peer servers in ../shared/peers (uWebSockets,
 # fastwebsockets, tokio-tungstenite), all driven through the room URL endpoint so the work is
-# identical; this server's command protocol is measured too ("ours-protocol").
+# identical; this server's command protocol is measured too ("ours-protocol"), and on request
+# this server over TLS ("ours-tls": wss:// with a self-signed certificate made by openssl;
+# e.g. SERVERS="ours ours-tls" SCENARIOS=S1 for the cost of TLS).
 #
 # Run it by hand on a quiet machine (it is not part of CI): ./stress/bench.sh
 # The server runs on CPU $SERVER_CPU and the stress client on CPU $CLIENT_CPU (taskset), each
@@ -38,6 +40,16 @@ for tool in jq taskset cargo g++; do
 done
 mkdir -p "$RESULTS"
 log() { echo "[bench] $*" >&2; }
+TLS_CERT=$RESULTS/tls-cert.pem
+TLS_KEY=$RESULTS/tls-key.pem
+if [[ " $SERVERS " == *" ours-tls "* ]]; then
+    command -v openssl >/dev/null || { echo "ours-tls needs openssl" >&2; exit 1; }
+    # CA:FALSE: webpki refuses a CA certificate as a server's own.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+        -addext basicConstraints=critical,CA:FALSE \
+        -keyout "$TLS_KEY" -out "$TLS_CERT" 2>/dev/null
+fi
 LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 if awk -v l="$LOAD_START" 'BEGIN { exit !(l > 0.5) }'; then
     log "warning: load average $LOAD_START before starting; other work on these cores skews every figure"
@@ -66,13 +78,15 @@ SERVER_PID=
 start_server() { # name port logfile
     local name=$1 port=$2 logfile=$3
     case $name in
-        ours | ours-protocol)
+        ours | ours-protocol | ours-tls)
             # The per-client rate limit (default 100 msgs/s) is off, as the peers have none. The
             # slow-consumer cap (default 1 MiB queued) is raised: below the ramp's p99 bound the
             # queues stay far smaller anyway, but an overloaded step would otherwise cut every
             # client and end the ramp before it can bisect (the peers queue without limit).
+            local tls=()
+            [ "$name" = ours-tls ] && tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
             taskset -c "$SERVER_CPU" "$ROOT/target/release/websocket" "$port" "$PASSWORD" \
-                --bind 127.0.0.1 --rate-limit 0 --max-outbound 67108864 >"$logfile" 2>&1 &
+                --bind 127.0.0.1 --rate-limit 0 --max-outbound 67108864 "${tls[@]}" >"$logfile" 2>&1 &
             ;;
         uws) taskset -c "$SERVER_CPU" "$PEERS_TARGET/uws-chat" "$port" >"$logfile" 2>&1 & ;;
         fastws) taskset -c "$SERVER_CPU" "$PEERS_TARGET/release/fastws-chat" "$port" >"$logfile" 2>&1 & ;;
@@ -116,6 +130,8 @@ scenario_args() { # scenario -> ARGS
 target_args() { # server port -> TARGET
     if [ "$1" = ours-protocol ]; then
         TARGET=(--url "ws://127.0.0.1:$2/" --password "$PASSWORD")
+    elif [ "$1" = ours-tls ]; then
+        TARGET=(--url-template "wss://localhost:$2/ws/chat/{room}/?nickname=u{i}" --tls-ca "$TLS_CERT")
     else
         TARGET=(--url-template "ws://127.0.0.1:$2/ws/chat/{room}/?nickname=u{i}")
     fi
@@ -204,7 +220,7 @@ ratio() { # ours best
     for s in $SERVERS; do
         echo "| $s | $(fmt_rate "${V[$s,S1]:-}") | $(fmt_num "${V[$s,S1p99]:-}" 1) | $(fmt_rate "${V[$s,S2]:-}") | $(fmt_num "${V[$s,S2p99]:-}" 1) | $(fmt_num "${V[$s,S3conn]:-}" 2) | $(fmt_num "${V[$s,S3rss]:-}" 2) | $(fmt_num "${V[$s,S4p50]:-}" 3) | $(fmt_num "${V[$s,S4p99]:-}" 3) |"
     done
-    for ours in ours ours-protocol; do
+    for ours in ours ours-protocol ours-tls; do
         [[ " $SERVERS " == *" $ours "* ]] || continue
         echo "| $ours ÷ best peer | $(ratio "${V[$ours,S1]:-}" "$(best_peer S1 higher)") | | $(ratio "${V[$ours,S2]:-}" "$(best_peer S2 higher)") | | $(ratio "${V[$ours,S3conn]:-}" "$(best_peer S3conn lower)") | $(ratio "${V[$ours,S3rss]:-}" "$(best_peer S3rss lower)") | $(ratio "${V[$ours,S4p50]:-}" "$(best_peer S4p50 lower)") | $(ratio "${V[$ours,S4p99]:-}" "$(best_peer S4p99 lower)") |"
     done

@@ -13,16 +13,17 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
 use super::outbox::Outbox;
+use super::transport::Transport;
 use crate::chat::Dialect;
 use crate::events::ConnId;
 
 /// The socket as tungstenite sees it.
 ///
-/// Reads go to the TCP socket, metered twice: a per-wake-up budget, so one fast sender cannot
+/// Reads go to the transport (the TCP socket, or the TLS session over it: plaintext either
+/// way), metered twice: a per-wake-up budget, so one fast sender cannot
 /// hold the loop while others wait, and a count of wire bytes since the last complete message,
 /// so a message built from endless tiny fragments (or a stream of pings) is caught long before
 /// it reaches any size limit. Writes never touch the
@@ -30,7 +31,7 @@ use crate::events::ConnId;
 /// onto the connection's [`Outbox`] after each call, so every byte leaves through one ordered
 /// queue and a frame from tungstenite can never be torn by a broadcast frame or vice versa.
 pub struct Io {
-    pub tcp: TcpStream,
+    pub transport: Transport,
     ctrl: Vec<u8>,
     /// Wire bytes read since the last complete message.
     pub wire_in: usize,
@@ -70,7 +71,7 @@ impl Read for Io {
             return Err(ErrorKind::WouldBlock.into());
         }
         let len = buf.len().min(self.budget);
-        let n = self.tcp.read(&mut buf[..len])?;
+        let n = self.transport.read(&mut buf[..len])?;
         self.budget -= n;
         self.wire_in += n;
         Ok(n)
@@ -177,7 +178,7 @@ impl TokenBucket {
 impl Conn {
     pub fn new(
         id: ConnId,
-        tcp: TcpStream,
+        transport: Transport,
         peer: SocketAddr,
         now: Instant,
         deadline: Instant,
@@ -188,7 +189,7 @@ impl Conn {
             id,
             peer,
             io: Io {
-                tcp,
+                transport,
                 ctrl: Vec::new(),
                 wire_in: 0,
                 wire_limit,

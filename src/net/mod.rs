@@ -7,9 +7,9 @@
 
 mod conn;
 mod outbox;
+mod transport;
 
 use std::io::{self, ErrorKind, Read};
-use std::net::Shutdown;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{debug, error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use tungstenite::error::{Error as WsError, ProtocolError};
@@ -33,8 +33,10 @@ use crate::config::Config;
 use crate::dialect;
 use crate::events::{ConnId, ToLogic, ToNet};
 use crate::http::{self, Head, Route, Service};
+use crate::tls::Tls;
 use conn::{Conn, Phase, Speaks};
 use outbox::SharedFrame;
+use transport::Transport;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
@@ -80,6 +82,8 @@ pub struct NetParts {
     pub to_logic: Sender<Vec<ToLogic>>,
     pub from_logic: Receiver<Vec<ToNet>>,
     pub stop: Arc<AtomicBool>,
+    /// With TLS, every connection speaks it (`--tls-cert`/`--tls-key`).
+    pub tls: Option<Tls>,
 }
 
 pub struct Net {
@@ -97,6 +101,8 @@ pub struct Net {
     cfg: Arc<Config>,
     ws_cfg: WebSocketConfig,
     routes: http::Routes,
+    /// The TLS config new connections get; rebuilt from its files on `SIGHUP`.
+    tls: Option<Tls>,
     stop: Arc<AtomicBool>,
     /// Set once shutdown began: the moment by which the loop exits regardless.
     stop_deadline: Option<Instant>,
@@ -119,10 +125,16 @@ impl Net {
             to_logic,
             from_logic,
             stop,
+            tls,
         } = parts;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        // SIGHUP reloads the certificate; without TLS it keeps its default (terminate).
+        let mut signals = if tls.is_some() {
+            Signals::new([SIGINT, SIGTERM, SIGHUP])?
+        } else {
+            Signals::new([SIGINT, SIGTERM])?
+        };
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let ws_cfg = WebSocketConfig::default()
@@ -147,6 +159,7 @@ impl Net {
             },
             cfg,
             ws_cfg,
+            tls,
             stop,
             stop_deadline: None,
             accept_paused_until: None,
@@ -284,6 +297,17 @@ impl Net {
                 continue;
             }
             let _ = tcp.set_nodelay(true);
+            let transport = match &self.tls {
+                None => Transport::Plain(tcp),
+                Some(tls) => match tls.session() {
+                    Ok(session) => Transport::tls(session, tcp),
+                    Err(e) => {
+                        error!("TLS session for {peer}: {e}");
+                        let _ = self.poll.registry().deregister(&mut tcp);
+                        continue;
+                    }
+                },
+            };
             self.next_gen = self.next_gen.wrapping_add(1);
             let id = ConnId {
                 slot: key as u32,
@@ -293,7 +317,7 @@ impl Net {
             let wire_limit = 2 * self.cfg.max_message_size + 64 * 1024;
             let conn = Conn::new(
                 id,
-                tcp,
+                transport,
                 peer,
                 now,
                 deadline,
@@ -308,12 +332,28 @@ impl Net {
     fn on_signals(&mut self, now: Instant) {
         let signals: Vec<i32> = self.signals.pending().collect();
         for sig in signals {
+            if sig == SIGHUP {
+                self.reload_tls();
+                continue;
+            }
             if self.stop_deadline.is_some() {
                 warn!("second signal {sig} during shutdown: exiting now");
                 std::process::exit(1);
             }
             info!("signal {sig}: shutting down");
             self.begin_shutdown(now);
+        }
+    }
+
+    /// Rebuilds the TLS config from its files (certificate rotation). Connections already open
+    /// keep their sessions; a bad file keeps the old config.
+    fn reload_tls(&mut self) {
+        let Some(tls) = &mut self.tls else { return };
+        let files = tls.files().clone();
+        let (cert, key) = (files.cert.display(), files.key.display());
+        match tls.reload() {
+            Ok(()) => info!("SIGHUP: reloaded TLS certificate {cert} and key {key}"),
+            Err(e) => error!("SIGHUP: TLS reload failed, keeping the old certificate: {e}"),
         }
     }
 
@@ -489,6 +529,8 @@ impl Net {
         };
         if !keep {
             self.remove(key);
+        } else if self.conns[key].io.transport.wants_write() {
+            self.mark_dirty(key); // TLS handshake replies, or a key update
         }
     }
 
@@ -503,12 +545,20 @@ impl Net {
             let room = (self.cfg.max_head_size + 1)
                 .saturating_sub(buf.len())
                 .min(chunk.len());
-            match conn.io.tcp.read(&mut chunk[..room.max(1)]) {
+            match conn.io.transport.read(&mut chunk[..room.max(1)]) {
                 Ok(0) => return false,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return false,
+                Err(e) if transport::is_not_tls(&e) => {
+                    debug!("{}: {e}", conn.peer);
+                    conn.io.transport.fall_back_to_cleartext();
+                    break Head::Reject(http::tls_required());
+                }
+                Err(e) => {
+                    debug!("{}: {e}", conn.peer);
+                    return false;
+                }
             }
             match http::parse(buf, &self.routes) {
                 Head::Partial => continue,
@@ -718,7 +768,7 @@ impl Net {
     /// Writes one connection's queue. Returns false to drop the connection.
     fn flush(&mut self, key: usize) -> bool {
         let conn = &mut self.conns[key];
-        let drained = match conn.outbox.write_to(&mut conn.io.tcp) {
+        let mut drained = match conn.io.transport.write_from(&mut conn.outbox) {
             Ok(d) => d,
             Err(e) => {
                 debug!("{}: write failed: {e}", conn.peer);
@@ -730,9 +780,12 @@ impl Net {
                 write_shut: write_shut @ false,
             } = &mut conn.phase
         {
-            *write_shut = true;
-            if conn.io.tcp.shutdown(Shutdown::Write).is_err() {
-                return false;
+            match conn.io.transport.shutdown_write() {
+                Ok(shut) => {
+                    *write_shut = shut;
+                    drained = shut; // else TLS's close_notify waits for the socket
+                }
+                Err(_) => return false,
             }
         }
         if drained == conn.writable {
@@ -746,7 +799,7 @@ impl Net {
             if self
                 .poll
                 .registry()
-                .reregister(&mut conn.io.tcp, Token(key), interest)
+                .reregister(conn.io.transport.tcp(), Token(key), interest)
                 .is_err()
             {
                 return false;
@@ -803,7 +856,7 @@ impl Net {
     /// Forgets a connection, telling the logic thread if it knew it.
     fn remove(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
-        let _ = self.poll.registry().deregister(&mut conn.io.tcp);
+        let _ = self.poll.registry().deregister(conn.io.transport.tcp());
         if conn.known_to_logic {
             self.for_logic.push(ToLogic::Closed { conn: conn.id });
         }
@@ -816,7 +869,9 @@ fn discard_input(conn: &mut Conn) -> bool {
     let mut scratch = [0u8; 4096];
     let mut budget = READ_BUDGET;
     loop {
-        match conn.io.tcp.read(&mut scratch) {
+        // Straight from the socket, past any TLS session: what a peer we are leaving sends is
+        // of no interest, decrypted or not.
+        match conn.io.transport.tcp().read(&mut scratch) {
             Ok(0) => return false,
             Ok(n) if n >= budget => return false,
             Ok(n) => budget -= n,

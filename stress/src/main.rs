@@ -20,6 +20,7 @@ mod frame;
 mod payload;
 mod report;
 mod setup;
+mod sock;
 mod sys;
 mod target;
 mod wire;
@@ -142,6 +143,9 @@ struct Cli {
     /// Ramp: p99 latency bound in milliseconds.
     #[arg(long, default_value_t = 50.0)]
     p99_max_ms: f64,
+    /// `wss://` (raw mode): the PEM certificate(s) to trust, e.g. the server's self-signed one.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -421,6 +425,32 @@ impl Controller {
     }
 }
 
+/// The TLS client for a `wss://` run: trusts the certificates in `ca` and checks the server's
+/// against `name`.
+fn tls_client(name: &str, ca: Option<&std::path::Path>) -> Result<sock::TlsClient, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let ca = ca.ok_or("wss:// needs --tls-ca FILE (the certificate to trust)")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
+        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(name.to_string()).map_err(|e| format!("{name}: {e}"))?;
+    Ok(sock::TlsClient {
+        config: Arc::new(config),
+        name,
+    })
+}
+
 fn run(cli: &Cli) -> Result<Report, String> {
     validate(cli)?;
     let origin = Instant::now();
@@ -432,6 +462,13 @@ fn run(cli: &Cli) -> Result<Report, String> {
     if mode == Mode::Raw && cli.rooms > 1 && !target.path.contains("{room}") {
         return Err("--url-template needs {room} when --rooms is more than 1".into());
     }
+    let tls = match &target.tls_name {
+        None => None,
+        Some(_) if mode == Mode::Protocol => {
+            return Err("wss:// is supported in raw mode (--url-template) only".into());
+        }
+        Some(name) => Some(tls_client(name, cli.tls_ca.as_deref())?),
+    };
     if mode == Mode::Raw && cli.login {
         return Err("--login only applies to protocol mode".into());
     }
@@ -502,6 +539,7 @@ fn run(cli: &Cli) -> Result<Report, String> {
         order_check: false,
         hard_deadline,
         read_batch: Duration::from_micros(cli.read_batch_us),
+        tls,
     };
     let order_entries: usize = (0..plan.rooms)
         .map(|r| (plan.connections / plan.rooms + 1) * plan.senders_in_room(r))

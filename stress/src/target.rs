@@ -1,4 +1,4 @@
-//! Parsing `ws://` URLs and refusing every target that is not on this machine.
+//! Parsing `ws://` and `wss://` URLs and refusing every target that is not on this machine.
 //!
 //! The stress client can open thousands of connections and push millions of messages per second;
 //! pointed at someone else's host that is an attack, so only loopback targets are accepted:
@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-/// A parsed `ws://host[:port]/path` URL whose host has been checked to be loopback.
+/// A parsed `ws[s]://host[:port]/path` URL whose host has been checked to be loopback.
 #[derive(Clone, Debug)]
 pub struct Target {
     /// Where to connect.
@@ -16,19 +16,23 @@ pub struct Target {
     pub host_header: String,
     /// Path and query, starting with `/`; may still hold `{room}` / `{i}` placeholders.
     pub path: String,
+    /// `wss://`: the host name the server's certificate must be valid for.
+    pub tls_name: Option<String>,
 }
 
 /// Parses `url` and checks that its host is a loopback address.
 pub fn parse(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+    let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err(format!("{url}: only ws:// and wss:// URLs are supported")),
+    };
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
     if authority.contains('@') {
         return Err(format!("{url}: user info in the URL is not supported"));
     }
-    let (host, port) = split_host_port(authority)?;
+    let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })?;
     let addr = loopback_addr(host, port)?;
     let path = if path.is_empty() {
         "/".to_string()
@@ -41,11 +45,12 @@ pub fn parse(url: &str) -> Result<Target, String> {
         addr,
         host_header: authority.to_string(),
         path,
+        tls_name: tls.then(|| host.to_string()),
     })
 }
 
-/// Splits `host[:port]` or `[v6][:port]`; the port defaults to 80 as for any `ws://` URL.
-fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
+/// Splits `host[:port]` or `[v6][:port]`; the port defaults to `default_port`.
+fn split_host_port(authority: &str, default_port: u16) -> Result<(&str, u16), String> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6
             .split_once(']')
@@ -68,7 +73,7 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
         Some(p) => p
             .parse::<u16>()
             .map_err(|_| format!("{authority}: bad port"))?,
-        None => 80,
+        None => default_port,
     };
     Ok((host, port))
 }
@@ -125,6 +130,10 @@ mod tests {
         assert_eq!(parse("ws://127.3.4.5").unwrap().addr.port(), 80);
         assert_eq!(parse("ws://[::1]:81").unwrap().path, "/");
         assert_eq!(parse("ws://127.0.0.1:81?x=1").unwrap().path, "/?x=1");
+        let tls = parse("wss://localhost/").unwrap();
+        assert_eq!(tls.addr.port(), 443);
+        assert_eq!(tls.tls_name.as_deref(), Some("localhost"));
+        assert_eq!(parse("ws://127.0.0.1/").unwrap().tls_name, None);
         assert!(
             parse("ws://localhost:9000/")
                 .unwrap()
@@ -144,7 +153,7 @@ mod tests {
             "ws://[2001:db8::1]:80/",
             "ws://example.com/",
             "ws://0.0.0.0:80/",
-            "wss://127.0.0.1/",
+            "wss://example.com/",
             "http://127.0.0.1/",
             "ws://user@127.0.0.1/",
             "ws://127.0.0.1:99999/",

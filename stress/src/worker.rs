@@ -14,13 +14,14 @@ use crate::frame::{
     self, Handshake, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Parsed,
 };
 use crate::payload;
+use crate::sock::{Sock, TlsClient};
 use crate::sys;
 use crate::wire::{self, Fields};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, mpsc};
@@ -86,6 +87,8 @@ pub struct Plan {
     pub hard_deadline: Instant,
     /// Under heavy load, the least time between two rounds of reads (0: read at once).
     pub read_batch: Duration,
+    /// `wss://`: every connection speaks TLS.
+    pub tls: Option<TlsClient>,
 }
 
 impl Plan {
@@ -251,7 +254,7 @@ struct Sender {
 }
 
 struct Conn {
-    sock: Option<TcpStream>,
+    sock: Option<Sock>,
     idx: u32,
     room: u32,
     st: St,
@@ -540,11 +543,13 @@ impl Worker {
             let k = self.next_connect;
             self.next_connect += 1;
             self.conns[k].started = Instant::now();
-            match TcpStream::connect(self.plan.addr) {
+            let connected = TcpStream::connect(self.plan.addr)
+                .and_then(|tcp| Sock::new(tcp, self.plan.tls.as_ref()));
+            match connected {
                 Ok(mut sock) => {
-                    let _ = sock.set_nodelay(true);
+                    let _ = sock.tcp().set_nodelay(true);
                     let reg = self.poll.registry().register(
-                        &mut sock,
+                        sock.tcp_mut(),
                         Token(k),
                         Interest::READABLE | Interest::WRITABLE,
                     );
@@ -582,7 +587,7 @@ impl Worker {
 
     /// A connecting socket became writable (or failed): send the upgrade request.
     fn on_connected(&mut self, k: usize) {
-        let Some(sock) = self.conns[k].sock.as_ref() else {
+        let Some(sock) = self.conns[k].sock.as_ref().map(Sock::tcp) else {
             return;
         };
         match sock.take_error() {
@@ -642,6 +647,10 @@ impl Worker {
         if c.wpos == c.wbuf.len() {
             c.wbuf.clear();
             c.wpos = 0;
+            // TLS: records the socket did not take yet, or handshake messages.
+            if let Err(e) = sock.flush_tls() {
+                self.drop_conn(k, format!("write: {}", io_kind(&e)));
+            }
         } else if c.wpos > 1 << 20 {
             c.wbuf.drain(..c.wpos);
             c.wpos = 0;
@@ -683,7 +692,7 @@ impl Worker {
                     c.carry.extend_from_slice(&scratch[used..end]);
                     // A short read means the socket is empty; edge-triggered readiness will
                     // report new data, so the extra read() that would return EAGAIN is skipped.
-                    if n < room {
+                    if n < room && c.sock.as_ref().is_some_and(Sock::short_read_means_empty) {
                         break;
                     }
                 }
@@ -697,7 +706,11 @@ impl Worker {
         }
         self.scratch = scratch;
         // Messages this read queued (closed-loop sends, pongs) go out now rather than after the
-        // whole batch of events, so their timestamps do not include that wait.
+        // whole batch of events, so their timestamps do not include that wait. With TLS the read
+        // may also have produced handshake messages to send.
+        if self.conns[k].sock.as_ref().is_some_and(Sock::wants_write) {
+            self.mark_dirty(k);
+        }
         if self.conns[k].dirty {
             self.flush(k);
         }
@@ -1003,8 +1016,8 @@ impl Worker {
         let c = &mut self.conns[k];
         let prev = c.st;
         if let Some(mut sock) = c.sock.take() {
-            let _ = self.poll.registry().deregister(&mut sock);
-            sys::set_linger_zero(&sock);
+            let _ = self.poll.registry().deregister(sock.tcp_mut());
+            sys::set_linger_zero(sock.tcp());
         }
         c.st = St::Closed;
         c.wbuf = Vec::new();

@@ -63,9 +63,11 @@ impl TestServer {
         let line = rx
             .recv_timeout(TIMEOUT)
             .expect("server printed no listening line");
+        // `https://` with `--tls-cert`.
         let port = line
             .trim()
             .strip_prefix("listening on http://127.0.0.1:")
+            .or_else(|| line.trim().strip_prefix("listening on https://127.0.0.1:"))
             .and_then(|rest| rest.strip_suffix('/'))
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
@@ -99,22 +101,16 @@ impl TestServer {
 
     /// A WebSocket client on `path`, optionally offering a subprotocol.
     pub fn client_at(&self, path: &str, subprotocol: Option<&str>) -> Client {
-        let mut req = format!("ws://{}{path}", self.addr())
-            .into_client_request()
-            .unwrap();
-        if let Some(p) = subprotocol {
-            req.headers_mut()
-                .insert("sec-websocket-protocol", p.parse().unwrap());
-        }
+        let stream = self.connect();
+        ws_handshake(stream, &format!("ws://{}{path}", self.addr()), subprotocol)
+    }
+
+    /// A TCP connection to the server, with the harness's read and write timeouts.
+    pub fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr()).expect("connect");
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-        let (ws, resp) = tungstenite::client(req, stream).expect("websocket handshake");
-        let protocol = resp
-            .headers()
-            .get("sec-websocket-protocol")
-            .map(|v| v.to_str().unwrap().to_string());
-        Client { ws, protocol }
+        stream
     }
 
     /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
@@ -156,14 +152,42 @@ impl Drop for TestServer {
     }
 }
 
+/// What a test client's WebSocket runs over: a TCP socket, or a TLS stream over one.
+pub trait Socket: Read + Write {
+    /// The TCP socket underneath, for read timeouts.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// The WebSocket handshake for `url` over an already connected `stream`, optionally offering
+/// a subprotocol.
+pub fn ws_handshake<S: Socket>(stream: S, url: &str, subprotocol: Option<&str>) -> Client<S> {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(p) = subprotocol {
+        req.headers_mut()
+            .insert("sec-websocket-protocol", p.parse().unwrap());
+    }
+    let (ws, resp) = tungstenite::client(req, stream).expect("websocket handshake");
+    let protocol = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_string());
+    Client { ws, protocol }
+}
+
 /// A blocking WebSocket client.
-pub struct Client {
-    pub ws: WebSocket<TcpStream>,
+pub struct Client<S: Socket = TcpStream> {
+    pub ws: WebSocket<S>,
     /// The subprotocol the server selected, if any.
     pub protocol: Option<String>,
 }
 
-impl Client {
+impl<S: Socket> Client<S> {
     pub fn send(&mut self, text: &str) {
         self.ws.send(Message::text(text)).expect("send");
     }
@@ -205,9 +229,17 @@ impl Client {
 
     /// Asserts that no data message arrives within `wait`.
     pub fn expect_silence(&mut self, wait: Duration) {
-        self.ws.get_mut().set_read_timeout(Some(wait)).unwrap();
+        self.ws
+            .get_ref()
+            .tcp()
+            .set_read_timeout(Some(wait))
+            .unwrap();
         let result = self.ws.read();
-        self.ws.get_mut().set_read_timeout(Some(TIMEOUT)).unwrap();
+        self.ws
+            .get_ref()
+            .tcp()
+            .set_read_timeout(Some(TIMEOUT))
+            .unwrap();
         match result {
             Err(tungstenite::Error::Io(e))
                 if matches!(

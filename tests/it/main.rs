@@ -9,3 +9,4 @@ mod dialects;
 mod faults;
 mod foundation;
 mod protocol;
+mod tls;
