@@ -5,6 +5,7 @@
 //! [`events`]. See `ARCHITECTURE.md` for the whole picture.
 
 pub mod chat;
+pub mod client;
 pub mod config;
 pub mod crash;
 pub mod events;
