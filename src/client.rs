@@ -154,8 +154,10 @@ fn session(ws: &mut WebSocket<TcpStream>, wait: Duration) -> Result<u8, String> 
             Interest::READABLE | Interest::WRITABLE,
         )
         .map_err(|e| format!("poll: {e}"))?;
-    let waker = Waker::new(poll.registry(), STDIN).map_err(|e| format!("poll: {e}"))?;
-    let input = read_stdin(Arc::new(waker));
+    // Kept here as well as in the stdin thread: closing the waker's descriptor when that thread
+    // ends would take its pending wake-up out of the poll with it.
+    let waker = Arc::new(Waker::new(poll.registry(), STDIN).map_err(|e| format!("poll: {e}"))?);
+    let input = read_stdin(waker.clone());
     let mut events = Events::with_capacity(8);
     // After the end of input: when to send our close; after sending it: when to give up.
     let mut close_at: Option<Instant> = None;

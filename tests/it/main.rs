@@ -2,6 +2,8 @@
 //! module uses it. Each test starts the real `websocket` binary on an ephemeral loopback port.
 
 mod browser;
+mod cli;
+mod client;
 mod common;
 mod crash;
 mod faults;
