@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod common;
 mod crash;
+mod docs;
 mod faults;
 mod foundation;
 mod protocol;
