@@ -138,9 +138,9 @@ impl ServeArgs {
     }
 
     /// The server password from the command line, the password file or the environment (in
-    /// that order), and where it came from. An empty one is refused: every admin check would
-    /// pass for a client that sends an empty password field, or none.
-    fn password(&self) -> Result<(String, String), String> {
+    /// that order), and where it came from; `None` if none was given. An empty one is refused:
+    /// every admin check would pass for a client that sends an empty password field, or none.
+    fn password(&self) -> Result<Option<(String, String)>, String> {
         let (password, source) = if let Some(p) = &self.password {
             (p.clone(), "the command line".to_string())
         } else if let Some(file) = &self.password_file {
@@ -154,10 +154,7 @@ impl ServeArgs {
                 .map_err(|_| format!("{PASSWORD_ENV} is not valid UTF-8"))?;
             (p, PASSWORD_ENV.to_string())
         } else {
-            return Err(format!(
-                "no server password: give PASSWORD after the port, --password-file FILE, or set \
-                 {PASSWORD_ENV}"
-            ));
+            return Ok(None);
         };
         if password.is_empty() {
             return Err(format!(
@@ -165,7 +162,7 @@ impl ServeArgs {
                  every client an admin"
             ));
         }
-        Ok((password, source))
+        Ok(Some((password, source)))
     }
 }
 
@@ -222,7 +219,18 @@ fn main() -> ExitCode {
              (see websocket --help)"
         ));
     }
-    let (password, source) = cli.serve.password().unwrap_or_else(|e| startup_error(&e));
+    let (password, source) = match cli.serve.password() {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            eprintln!(
+                "websocket: no server password: give PASSWORD after the port, --password-file \
+                 FILE, or set {PASSWORD_ENV}\n\n{}",
+                Cli::command().render_usage()
+            );
+            std::process::exit(2);
+        }
+        Err(e) => startup_error(&e),
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = cli.serve.config(password);
     let (bind, port) = (config.bind, config.port);

@@ -81,8 +81,16 @@ fn empty_password_is_refused_from_every_source() {
         assert_refused(run, "server password");
         assert!(run.stderr.contains("is empty"), "{}", run.stderr);
     }
+    // None at all is a command-line error: one line, then the usage.
     let none = run_websocket(&["0", "--bind", "127.0.0.1"], &[], b"");
-    assert_refused(&none, "--password-file FILE, or set WEBSOCKET_PASSWORD");
+    assert_eq!(none.status.code(), Some(2), "{}", none.stderr);
+    let first = none.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("no server password") && first.contains("WEBSOCKET_PASSWORD"),
+        "{}",
+        none.stderr
+    );
+    assert!(none.stderr.contains("Usage: websocket"), "{}", none.stderr);
     let missing = run_websocket(&["0", "--password-file", "/nonexistent/pw"], &[], b"");
     assert_refused(&missing, "cannot read the password file /nonexistent/pw");
 }
