@@ -10,7 +10,7 @@
 //! `cargo test --workspace` passes on a machine with only Rust; when the `CI` environment
 //! variable is set every missing piece is a failure instead.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -45,7 +45,9 @@ fn chat_page_end_to_end_in_headless_chromium() {
             std::env::var_os("CI").is_none(),
             "{TEST}: {missing}, and CI is set"
         );
-        println!("SKIPPED {TEST}: {missing} (set CI=1 to make this a failure)");
+        notice(&format!(
+            "SKIPPED {TEST}: {missing} (set CI=1 to make this a failure)"
+        ));
         return;
     }
 
@@ -82,6 +84,12 @@ fn chat_page_end_to_end_in_headless_chromium() {
     }
 }
 
+/// Prints a line the person running `cargo test` sees even though the harness captures test
+/// output (the capture only covers the print macros, not writes to the stderr handle).
+fn notice(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Checks for Chromium and Node.js and installs the driver's npm packages if they are missing.
 /// The error says what to install.
 fn prerequisites(driver_dir: &Path) -> Result<(), String> {
@@ -104,7 +112,7 @@ fn prerequisites(driver_dir: &Path) -> Result<(), String> {
     if driver_dir.join("node_modules/playwright-core").is_dir() {
         return Ok(());
     }
-    println!("{TEST}: running `npm ci` in tests/browser (once)");
+    notice(&format!("{TEST}: running `npm ci` in tests/browser (once)"));
     let mut npm = Command::new("npm");
     npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
         .current_dir(driver_dir);
