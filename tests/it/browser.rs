@@ -120,7 +120,11 @@ fn prerequisites(driver_dir: &Path) -> Result<(), String> {
         (true, _) => Ok(()),
         (false, output) => Err(format!(
             "`npm ci` in tests/browser failed ({}): run it there by hand",
-            output.lines().last().unwrap_or("no output").trim()
+            output
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("no output")
         )),
     }
 }
