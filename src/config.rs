@@ -48,6 +48,10 @@ pub struct Config {
     /// use its visitors' browsers to talk to the server (cross-site WebSocket hijacking).
     /// Clients that send no `Origin` (not browsers) are always allowed.
     pub allowed_origins: Vec<String>,
+    /// Peers (reverse proxies) whose `X-Forwarded-For` names the real client: for a connection
+    /// from one of them, the last address in that header replaces the peer address in the logs.
+    /// Default none: from anyone else the header could be forged, so it is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
     /// Path of the WebSocket echo endpoint (conformance testing only). Default: none.
     pub echo_path: Option<String>,
     /// Messages per second one connection may send, sustained (token bucket). Default 100; 0
@@ -95,6 +99,7 @@ impl Config {
             shutdown_timeout: Duration::from_millis(1500),
             echo_path: None,
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             rate_limit: 100,
             rate_burst: 200,
             tls: None,

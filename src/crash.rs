@@ -76,6 +76,9 @@ const ALT_STACK_SIZE: usize = 256 * 1024;
 /// stack overflow fits; anything deeper is counted, not printed.
 const MAX_FRAMES: usize = 128;
 
+/// Where this crate was built from: stripped from file names in backtraces.
+const SOURCE_TREE: &str = env!("CARGO_MANIFEST_DIR");
+
 /// How long a report may take before the watchdog kills the process without it.
 const REPORT_TIMEOUT_SECS: u32 = 10;
 
@@ -736,6 +739,9 @@ fn print_frame(
                     None => writeln!(out, "<unknown function>")?,
                 }
                 if let (Some(file), Some(line)) = (symbol.filename(), symbol.lineno()) {
+                    // Our own files relative to the source tree (as in panic messages), so a
+                    // report reads the same wherever the binary was built.
+                    let file = file.strip_prefix(SOURCE_TREE).unwrap_or(file);
                     write!(out, "             at {}:{line}", file.display())?;
                     match symbol.colno() {
                         Some(col) => writeln!(out, ":{col}"),

@@ -2,7 +2,10 @@
 //!
 //! The server speaks just enough HTTP to serve the chat page and to upgrade to WebSocket. Every
 //! response closes the connection (`Connection: close`), which keeps the connection state
-//! machine in `net` to one request per TCP connection.
+//! machine in `net` to one request per TCP connection. Every refusal carries a one-line body
+//! saying what exactly was wrong, so a person debugging a client need not guess.
+
+use std::net::{IpAddr, SocketAddr};
 
 use tungstenite::handshake::derive_accept_key;
 
@@ -59,6 +62,20 @@ pub enum Service {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Response(pub Vec<u8>);
 
+impl Response {
+    /// For an error response (4xx, 5xx): its status and the one-line reason in its body, for
+    /// the log. `None` for anything else.
+    pub fn error_summary(&self) -> Option<(u16, &str)> {
+        let status: u16 = std::str::from_utf8(self.0.get(9..12)?).ok()?.parse().ok()?;
+        if status < 400 {
+            return None;
+        }
+        let body_at = self.0.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let body = std::str::from_utf8(&self.0[body_at..]).ok()?;
+        Some((status, body.trim_end()))
+    }
+}
+
 /// What the router needs from the configuration.
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
@@ -77,22 +94,57 @@ pub fn parse(buf: &[u8], routes: &Routes) -> Head {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
-        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
-            Head::Reject(error(431, "Request Header Fields Too Large"))
-        }
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => Head::Reject(too_large(max_head)),
         Ok(httparse::Status::Partial) => Head::Partial,
-        Ok(httparse::Status::Complete(len)) if len > max_head => {
-            Head::Reject(error(431, "Request Header Fields Too Large"))
-        }
+        Ok(httparse::Status::Complete(len)) if len > max_head => Head::Reject(too_large(max_head)),
         Ok(httparse::Status::Complete(len)) => Head::Complete {
             len,
             route: route(&req, routes),
         },
-        Err(httparse::Error::TooManyHeaders) => {
-            Head::Reject(error(431, "Request Header Fields Too Large"))
-        }
-        Err(_) => Head::Reject(error(400, "Bad Request")),
+        Err(httparse::Error::TooManyHeaders) => Head::Reject(error(
+            431,
+            &format!("more than {MAX_HEADERS} request headers"),
+        )),
+        Err(e) => Head::Reject(error(400, &format!("malformed HTTP request head: {e}"))),
     }
+}
+
+fn too_large(max_head: usize) -> Response {
+    error(431, &format!("request head larger than {max_head} bytes"))
+}
+
+/// The client address a trusted reverse proxy reports: the last `X-Forwarded-For` entry (the
+/// one that proxy appended; earlier ones came from the client and may be forged). `None` if
+/// the head cannot be parsed or carries no usable address.
+pub fn forwarded_for(head: &[u8]) -> Option<IpAddr> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(head).ok()?;
+    let value = req
+        .headers
+        .iter()
+        .rev()
+        .find(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))?
+        .value;
+    let last = std::str::from_utf8(value).ok()?.rsplit(',').next()?.trim();
+    last.parse::<IpAddr>()
+        .ok()
+        .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// Client-supplied text (a path, an origin) made safe and short for a response body or a log.
+fn quote(bytes: &[u8]) -> String {
+    const MAX: usize = 80;
+    let text = String::from_utf8_lossy(bytes);
+    let mut quoted: String = text
+        .chars()
+        .take(MAX)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().count() > MAX {
+        quoted.push('…');
+    }
+    format!("'{quoted}'")
 }
 
 fn header<'a>(req: &'a httparse::Request, name: &str) -> Option<&'a [u8]> {
@@ -118,21 +170,40 @@ fn route(req: &httparse::Request, routes: &Routes) -> Route {
 
     if header_has_token(req, "upgrade", "websocket") {
         if method != "GET" || req.version != Some(1) {
-            return Route::Respond(error(400, "Bad Request"));
+            return Route::Respond(error(
+                400,
+                "a WebSocket upgrade must be a GET request over HTTP/1.1",
+            ));
         }
         if !origin_allowed(req, &routes.allowed_origins) {
-            return Route::Respond(error(403, "Forbidden"));
+            let origin = quote(header(req, "origin").unwrap_or_default());
+            return Route::Respond(error(
+                403,
+                &format!(
+                    "pages from origin {origin} may not open WebSockets here (not this \
+                     server's Host, nor allowed by --allow-origin)"
+                ),
+            ));
         }
         return upgrade(req, path, query, routes.echo_path.as_deref());
     }
     let head_only = match method {
         "GET" => false,
         "HEAD" => true,
-        _ => return Route::Respond(error(405, "Method Not Allowed")),
+        _ => {
+            let method = quote(method.as_bytes());
+            return Route::Respond(error(405, &format!("method {method} not allowed; use GET")));
+        }
     };
     match path {
         "/" | "/index.html" | "/example.html" => Route::Respond(page(head_only)),
-        _ => Route::Respond(error(404, "Not Found")),
+        _ => Route::Respond(error(
+            404,
+            &format!(
+                "no page at {}; the chat page is / and WebSockets need an upgrade request",
+                quote(path.as_bytes())
+            ),
+        )),
     }
 }
 
@@ -162,14 +233,20 @@ fn origin_allowed(req: &httparse::Request, allowed: &[String]) -> bool {
 
 fn upgrade(req: &httparse::Request, path: &str, query: &str, echo_path: Option<&str>) -> Route {
     if header(req, "sec-websocket-version") != Some(b"13") {
-        let mut r = head(426, "Upgrade Required", "text/plain; charset=utf-8", 17);
-        r.truncate(r.len() - 2);
-        r.extend_from_slice(b"sec-websocket-version: 13\r\n\r\nUpgrade Required\r\n");
+        let mut r = error(426, "this server speaks WebSocket version 13 (RFC 6455)").0;
+        // The required header goes in front of the blank line that ends the head.
+        let end = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 2;
+        r.splice(end..end, b"sec-websocket-version: 13\r\n".iter().copied());
         return Route::Respond(Response(r));
     }
     let key = match header(req, "sec-websocket-key") {
         Some(k) if !k.is_empty() && header_has_token(req, "connection", "upgrade") => k,
-        _ => return Route::Respond(error(400, "Bad Request")),
+        _ => {
+            return Route::Respond(error(
+                400,
+                "a WebSocket upgrade needs Connection: Upgrade and a Sec-WebSocket-Key",
+            ));
+        }
     };
     let json =
         path == JSON_PATH || header_has_token(req, "sec-websocket-protocol", JSON_SUBPROTOCOL);
@@ -180,7 +257,7 @@ fn upgrade(req: &httparse::Request, path: &str, query: &str, echo_path: Option<&
     } else if let Some(rest) = path.strip_prefix("/ws/chat/") {
         match room_endpoint(rest, query) {
             Ok(endpoint) => Service::Chat(endpoint),
-            Err(()) => return Route::Respond(error(400, "Bad Request")),
+            Err(why) => return Route::Respond(error(400, &why)),
         }
     } else {
         Service::Chat(Entry::Protocol)
@@ -212,20 +289,39 @@ fn upgrade(req: &httparse::Request, path: &str, query: &str, echo_path: Option<&
     }
 }
 
-/// `{room}/?nickname={nickname}` (the trailing slash is optional), both percent-decoded.
-fn room_endpoint(rest: &str, query: &str) -> Result<Entry, ()> {
+/// `{room}/?nickname={nickname}` (the trailing slash is optional), both percent-decoded. The
+/// error is the one-line reason for the 400.
+fn room_endpoint(rest: &str, query: &str) -> Result<Entry, String> {
     let room = rest.strip_suffix('/').unwrap_or(rest);
     let nickname = query
         .split('&')
         .find_map(|kv| kv.strip_prefix("nickname="))
-        .ok_or(())?;
-    let room = percent_decode(room)?;
-    let nickname = percent_decode(nickname)?;
-    let ok = |s: &str| !s.is_empty() && s.len() <= MAX_ROOM_URL_FIELD && !s.contains('/');
-    if !ok(&room) || !ok(&nickname) || nickname.chars().any(char::is_control) {
-        return Err(());
+        .ok_or("missing nickname: the room URL is /ws/chat/{room}/?nickname={nickname}")?;
+    let room = room_url_field("room name", room)?;
+    let nickname = room_url_field("nickname", nickname)?;
+    if nickname.chars().any(char::is_control) {
+        return Err("the nickname contains a control character".into());
     }
     Ok(Entry::RoomUrl { room, nickname })
+}
+
+/// One percent-decoded field of the room URL, checked: not empty, at most
+/// [`MAX_ROOM_URL_FIELD`] bytes, no `/`.
+fn room_url_field(what: &str, raw: &str) -> Result<String, String> {
+    let value = percent_decode(raw)
+        .map_err(|()| format!("the {what} is not valid percent-encoded UTF-8"))?;
+    if value.is_empty() {
+        Err(format!("the {what} is empty"))
+    } else if value.len() > MAX_ROOM_URL_FIELD {
+        Err(format!(
+            "the {what} is {} bytes long; at most {MAX_ROOM_URL_FIELD} are allowed",
+            value.len()
+        ))
+    } else if value.contains('/') {
+        Err(format!("the {what} contains '/'"))
+    } else {
+        Ok(value)
+    }
 }
 
 /// Decodes `%XX` escapes (and `+` as space, as browsers encode query values) into UTF-8.
@@ -262,9 +358,19 @@ fn page(head_only: bool) -> Response {
     Response(r)
 }
 
-/// A plain-text error response whose body is the reason phrase.
-pub fn error(status: u16, reason: &str) -> Response {
-    let body = format!("{reason}\r\n");
+/// A plain-text error response: the standard reason phrase in the status line, and `detail`,
+/// one line saying what exactly was wrong, as the body.
+pub fn error(status: u16, detail: &str) -> Response {
+    let reason = match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        _ => "Error",
+    };
+    let body = format!("{detail}\r\n");
     let mut r = head(status, reason, "text/plain; charset=utf-8", body.len());
     r.extend_from_slice(body.as_bytes());
     Response(r)
@@ -430,6 +536,77 @@ mod tests {
         let long = "x".repeat(MAX_ROOM_URL_FIELD + 1);
         assert_eq!(dialect(&format!("/ws/chat/{long}/?nickname=a")), None);
         assert_eq!(dialect(&format!("/ws/chat/r/?nickname={long}")), None);
+    }
+
+    /// The body of the response to `req`, which must be an error.
+    fn reason(req: &str) -> (u16, String) {
+        let resp = match p(req) {
+            Head::Reject(r)
+            | Head::Complete {
+                route: Route::Respond(r),
+                ..
+            } => r,
+            other => panic!("{other:?}"),
+        };
+        let (status, body) = resp.error_summary().expect("an error response");
+        (status, body.to_string())
+    }
+
+    #[test]
+    fn refusals_say_why_in_one_line() {
+        let room = |url: &str| reason(&format!("GET {url} HTTP/1.1\r\n{WS}\r\n"));
+        let (status, missing) = room("/ws/chat/r/");
+        assert_eq!(status, 400);
+        assert!(missing.starts_with("missing nickname"), "{missing}");
+        let long = "x".repeat(MAX_ROOM_URL_FIELD + 1);
+        let (_, too_long) = room(&format!("/ws/chat/r/?nickname={long}"));
+        assert_eq!(
+            too_long,
+            "the nickname is 129 bytes long; at most 128 are allowed"
+        );
+        assert_eq!(
+            room("/ws/chat/%FF/?nickname=a").1,
+            "the room name is not valid percent-encoded UTF-8"
+        );
+        assert_eq!(room("/ws/chat/r/?nickname=").1, "the nickname is empty");
+        let (status, body) = reason("GET /nope HTTP/1.1\r\n\r\n");
+        assert_eq!(status, 404);
+        assert!(body.starts_with("no page at '/nope'"), "{body}");
+        let (status, body) = reason(&format!(
+            "GET / HTTP/1.1\r\n{WS}Origin: http://evil\r\n\r\n"
+        ));
+        assert_eq!(status, 403);
+        assert!(body.contains("'http://evil'"), "{body}");
+        for (_, body) in [room("/ws/chat/r/"), reason("\x01 garbage\r\n\r\n")] {
+            assert!(!body.contains('\n') && !body.is_empty(), "{body:?}");
+        }
+        let v8 = WS.replace("Version: 13", "Version: 8");
+        assert_eq!(reason(&format!("GET / HTTP/1.1\r\n{v8}\r\n")).0, 426);
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_last_entry() {
+        let head = |xff: &str| format!("GET / HTTP/1.1\r\nHost: x\r\n{xff}\r\n");
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            forwarded_for(head("X-Forwarded-For: 10.9.9.9, 203.0.113.7\r\n").as_bytes()),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            forwarded_for(
+                head("x-forwarded-for: 1.2.3.4\r\nX-Forwarded-For: 2001:db8::1\r\n").as_bytes()
+            ),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            forwarded_for(head("X-Forwarded-For: 198.51.100.2:4711\r\n").as_bytes()),
+            ip("198.51.100.2")
+        );
+        assert_eq!(
+            forwarded_for(head("X-Forwarded-For: unknown\r\n").as_bytes()),
+            None
+        );
+        assert_eq!(forwarded_for(head("").as_bytes()), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! `ARCHITECTURE.md` for the whole picture.
 
 pub mod chat;
+pub mod client;
 pub mod config;
 pub mod crash;
 pub mod dialect;

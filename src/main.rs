@@ -1,7 +1,8 @@
-//! `websocket PORT PASSWORD` runs the chat server; `websocket test ...` runs the self-tests.
+//! `websocket PORT PASSWORD` runs the chat server; `websocket client URL` is a line-based
+//! WebSocket client for trying it; `websocket test ...` runs the self-tests.
 
 use std::io::{ErrorKind, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,7 +13,10 @@ use log::{error, info};
 
 use websocket::config::{Config, TlsFiles};
 use websocket::server::Server;
-use websocket::{crash, selftest};
+use websocket::{client, crash, selftest};
+
+/// The environment variable the server password is read from when the command line gives none.
+const PASSWORD_ENV: &str = "WEBSOCKET_PASSWORD";
 
 /// A multithreaded WebSocket chat server.
 ///
@@ -39,6 +43,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Connect to a WebSocket URL (e.g. ws://localhost:8000/): each line typed is sent as one
+    /// text message, each message received is printed as one line; end of input closes.
+    Client {
+        /// The WebSocket URL (`ws://HOST:PORT/PATH`).
+        url: String,
+        /// After the end of input, keep printing what arrives for this many seconds before
+        /// closing (for piped input, whose replies would otherwise be cut off by the close).
+        #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+        wait: f64,
+    },
 }
 
 #[derive(Args)]
@@ -46,9 +60,16 @@ struct ServeArgs {
     /// TCP port to listen on (0 picks a free one).
     #[arg(required = true)]
     port: Option<u16>,
-    /// Server password for admin commands and persistent rooms.
-    #[arg(required = true)]
+    /// Server password for admin commands and persistent rooms (or use --password-file, or the
+    /// WEBSOCKET_PASSWORD environment variable, which keep it out of `ps`).
+    #[arg(conflicts_with = "password_file")]
     password: Option<String>,
+    /// Read the server password from this file (its first line; a trailing newline is ignored).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Anything after PORT and PASSWORD that is not an option: refused with a clear message.
+    #[arg(hide = true)]
+    stray: Vec<String>,
     /// Address to listen on (`::` for IPv6 and IPv4).
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
@@ -96,14 +117,15 @@ struct ServeArgs {
     /// PEM private key of --tls-cert (PKCS#8, RSA or EC).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// A reverse proxy whose `X-Forwarded-For` header names the real client address in the
+    /// logs (repeatable). The header is ignored from every other peer, which could forge it.
+    #[arg(long = "trusted-proxy", value_name = "ADDR")]
+    trusted_proxy: Vec<IpAddr>,
 }
 
 impl ServeArgs {
-    fn config(self) -> Config {
-        let mut c = Config::new(
-            self.port.unwrap_or_default(),
-            self.password.unwrap_or_default(),
-        );
+    fn config(self, password: String) -> Config {
+        let mut c = Config::new(self.port.unwrap_or_default(), password);
         c.bind = self.bind;
         c.max_message_size = self.max_message_size;
         c.max_head_size = self.max_head_size;
@@ -122,8 +144,53 @@ impl ServeArgs {
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             c.tls = Some(TlsFiles { cert, key });
         }
+        c.trusted_proxies = self.trusted_proxy;
         c
     }
+
+    /// The server password from the command line, the password file or the environment (in
+    /// that order), and where it came from; `None` if none was given. An empty one is refused:
+    /// every admin check would pass for a client that sends an empty password field, or none.
+    fn password(&self) -> Result<Option<(String, String)>, String> {
+        let (password, source) = if let Some(p) = &self.password {
+            (p.clone(), "the command line".to_string())
+        } else if let Some(file) = &self.password_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read the password file {}: {e}", file.display()))?;
+            let first = text.lines().next().unwrap_or_default().to_string();
+            (first, format!("{}", file.display()))
+        } else if let Some(p) = std::env::var_os(PASSWORD_ENV) {
+            let p = p
+                .into_string()
+                .map_err(|_| format!("{PASSWORD_ENV} is not valid UTF-8"))?;
+            (p, PASSWORD_ENV.to_string())
+        } else {
+            return Ok(None);
+        };
+        if password.is_empty() {
+            return Err(format!(
+                "the server password (from {source}) is empty; an empty password would make \
+                 every client an admin"
+            ));
+        }
+        Ok(Some((password, source)))
+    }
+}
+
+/// The address to print: an unspecified bind address (`0.0.0.0`, `::`) is not something a
+/// person can open, so it is shown as `localhost`.
+fn display_url(scheme: &str, addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("{scheme}://localhost:{}/", addr.port())
+    } else {
+        format!("{scheme}://{addr}/")
+    }
+}
+
+/// Prints one line about a bad start-up setting and exits 2, like a command-line error.
+fn startup_error(message: &str) -> ! {
+    eprintln!("websocket: {message}");
+    std::process::exit(2);
 }
 
 /// Prints a command-line error with the usage line (clap omits it for some errors) and exits 2.
@@ -145,11 +212,38 @@ fn usage_error(e: clap::Error) -> ! {
 fn main() -> ExitCode {
     crash::install();
     let cli = Cli::try_parse().unwrap_or_else(|e| usage_error(e));
-    if let Some(Command::Test { args }) = cli.command {
-        return ExitCode::from(selftest::run(&args).clamp(0, 255) as u8);
+    match cli.command {
+        Some(Command::Test { args }) => {
+            return ExitCode::from(selftest::run(&args).clamp(0, 255) as u8);
+        }
+        Some(Command::Client { url, wait }) => {
+            if !(wait.is_finite() && wait >= 0.0) {
+                startup_error("--wait must be a number of seconds, 0 or more");
+            }
+            return ExitCode::from(client::run(&url, Duration::from_secs_f64(wait)));
+        }
+        None => {}
     }
+    if let Some(stray) = cli.serve.stray.first() {
+        startup_error(&format!(
+            "unexpected argument '{stray}': the server takes PORT and PASSWORD, then options \
+             (see websocket --help)"
+        ));
+    }
+    let (password, source) = match cli.serve.password() {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            eprintln!(
+                "websocket: no server password: give PASSWORD after the port, --password-file \
+                 FILE, or set {PASSWORD_ENV}\n\n{}",
+                Cli::command().render_usage()
+            );
+            std::process::exit(2);
+        }
+        Err(e) => startup_error(&e),
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let config = cli.serve.config();
+    let config = cli.serve.config(password);
     let (bind, port) = (config.bind, config.port);
     let scheme = if config.tls.is_some() {
         "https"
@@ -172,9 +266,9 @@ fn main() -> ExitCode {
         }
     };
     let addr = server.local_addr();
-    println!("listening on {scheme}://{addr}/");
+    println!("listening on {}", display_url(scheme, addr));
     let _ = std::io::stdout().flush();
-    info!("server password set; admin commands enabled");
+    info!("server password from {source}; admin commands enabled");
     server.wait();
     info!("bye");
     ExitCode::SUCCESS

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: this server against the peer servers in ../shared/peers (uWebSockets,
+# End-to-end benchmark: this server against the peer servers in stress/peers (uWebSockets,
 # fastwebsockets, tokio-tungstenite), all driven through the room URL endpoint so the work is
 # identical; this server's command protocol is measured too ("ours-protocol"), and on request
 # this server over TLS ("ours-tls": wss:// with a self-signed certificate made by openssl;
@@ -17,14 +17,14 @@
 #   S4  latency at light load: 100 clients in 1 room, 1 msg/s each, 10 s
 #
 # Environment: RUNS (3), SERVERS ("ours ours-protocol uws fastws tokio"), SCENARIOS
-# ("S1 S2 S3 S4"), READ_BATCH_US (200), SERVER_CPU (0), CLIENT_CPU (1), PEERS (../shared/peers), PEERS_TARGET
-# (/tmp/peers-target), BASE_PORT (19700), RESULTS (target/bench/DATE). Raw JSON reports and
+# ("S1 S2 S3 S4"), READ_BATCH_US (200), SERVER_CPU (0), CLIENT_CPU (1), PEERS (stress/peers), PEERS_TARGET
+# (target/peers), BASE_PORT (19700), RESULTS (target/bench/DATE). Raw JSON reports and
 # server logs are kept in $RESULTS.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PEERS=${PEERS:-$ROOT/../shared/peers}
-PEERS_TARGET=${PEERS_TARGET:-/tmp/peers-target}
+PEERS=${PEERS:-$ROOT/stress/peers}
+PEERS_TARGET=${PEERS_TARGET:-$ROOT/target/peers}
 RUNS=${RUNS:-3}
 SERVERS=${SERVERS:-"ours ours-protocol uws fastws tokio"}
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4"}

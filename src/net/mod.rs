@@ -10,6 +10,7 @@ mod outbox;
 mod transport;
 
 use std::io::{self, ErrorKind, Read};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -566,7 +567,13 @@ impl Net {
             }
         };
         let leftover = match &head {
-            Head::Complete { len, .. } => buf[*len..].to_vec(),
+            Head::Complete { len, .. } => {
+                if let Some(client) = forwarded_client(&self.cfg, conn.peer, &buf[..*len]) {
+                    debug!("{}: trusted proxy, forwarding for {client}", conn.peer);
+                    conn.peer = client;
+                }
+                buf[*len..].to_vec()
+            }
             _ => Vec::new(),
         };
         match head {
@@ -576,6 +583,9 @@ impl Net {
                 route: Route::Respond(resp),
                 ..
             } => {
+                if let Some((status, why)) = resp.error_summary() {
+                    debug!("{}: HTTP {status}: {why}", conn.peer);
+                }
                 conn.outbox.push(Rc::new(Bytes::from(resp.0)));
                 conn.phase = Phase::Draining { write_shut: false };
                 conn.deadline = Some(now + self.cfg.close_timeout);
@@ -861,6 +871,21 @@ impl Net {
             self.for_logic.push(ToLogic::Closed { conn: conn.id });
         }
     }
+}
+
+/// The real client behind a trusted reverse proxy: `X-Forwarded-For`'s last entry when `peer`
+/// is one of `--trusted-proxy` (IPv4-mapped IPv6 peers compare as IPv4, as a dual-stack
+/// listener reports them). Its port is unknown, so it is 0.
+fn forwarded_client(cfg: &Config, peer: SocketAddr, head: &[u8]) -> Option<SocketAddr> {
+    let peer_ip = peer.ip().to_canonical();
+    if !cfg
+        .trusted_proxies
+        .iter()
+        .any(|p| p.to_canonical() == peer_ip)
+    {
+        return None;
+    }
+    http::forwarded_for(head).map(|ip| SocketAddr::new(ip.to_canonical(), 0))
 }
 
 /// Reads and throws away input while draining. Returns false once the peer has closed, or if

@@ -6,13 +6,13 @@
 #   quick (default, ~15 s): everything but 9.* (performance) and 12.*/13.* (compression)
 #   full (~8 min): all 517 cases; 12.*/13.* are UNIMPLEMENTED (no permessage-deflate)
 # BINARY defaults to target/debug/websocket (build it first).
-# Needs ../shared/tools/autobahn beside the checkout (setup.sh there installs wstest).
+# setup.sh (beside this script) installs wstest on first use; wstest.sh runs it and summarises.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 PROFILE=${1:-quick}
 BIN=${2:-target/debug/websocket}
-TOOLS=../shared/tools/autobahn
+TOOLS=tests/autobahn
 EXPECTED=tests/autobahn/expected-$PROFILE.txt
 
 "$TOOLS/setup.sh" >&2
@@ -32,7 +32,7 @@ done
 PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)/$|\1|p' "$OUT/stdout")
 [ -n "$PORT" ] || { echo "server did not start:" >&2; cat "$OUT/stderr" >&2; exit 2; }
 
-SUMMARY=$("$TOOLS/run.sh" "ws://127.0.0.1:$PORT/echo" "$PROFILE" | tail -n 1)
+SUMMARY=$("$TOOLS/wstest.sh" "ws://127.0.0.1:$PORT/echo" "$PROFILE" | tail -n 1)
 echo "$SUMMARY"
 kill -0 $SERVER || { echo "the server died during the run" >&2; exit 1; }
 if [ "$SUMMARY" != "$(cat "$EXPECTED")" ]; then

@@ -4,11 +4,13 @@
 //! `tests/browser/e2e.mjs` (playwright-core pointed at `/usr/bin/chromium`; no browser download)
 //! against it. Screenshots land in `target/browser-artifacts/`.
 //!
-//! Needs `/usr/bin/chromium`, `node`, and `npm ci` run in `tests/browser`. Without Chromium the
-//! test is skipped with a message, except when the `CI` environment variable is set: then every
-//! missing piece is a failure.
+//! Needs `/usr/bin/chromium`, `node`, and the npm packages of `tests/browser`; the test runs
+//! `npm ci` there itself when they are missing. Without Chromium or Node.js, or when `npm ci`
+//! fails (no registry), the test is skipped with one line saying what to install, so that
+//! `cargo test --workspace` passes on a machine with only Rust; when the `CI` environment
+//! variable is set every missing piece is a failure instead.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -19,6 +21,9 @@ use crate::common::{PASSWORD, TestServer};
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The whole browser run; the driver bounds each of its steps at 10 s and itself at 150 s.
 const E2E_TIMEOUT: Duration = Duration::from_secs(180);
+/// `npm ci` downloads a few MB once; generous for a slow registry.
+const NPM_TIMEOUT: Duration = Duration::from_secs(300);
+const TEST: &str = "chat_page_end_to_end_in_headless_chromium";
 
 /// Kills the child process when dropped, so a failing assertion never leaks the driver.
 struct KillOnDrop(Child);
@@ -33,24 +38,18 @@ impl Drop for KillOnDrop {
 #[test]
 fn chat_page_end_to_end_in_headless_chromium() {
     let _serial = crate::common::heavy();
-    let in_ci = std::env::var_os("CI").is_some();
-    if !Path::new(CHROMIUM).exists() {
-        assert!(
-            !in_ci,
-            "{CHROMIUM} is missing, and CI is set: install the Debian packages chromium and chromium-driver"
-        );
-        println!(
-            "SKIPPED chat_page_end_to_end_in_headless_chromium: {CHROMIUM} not found \
-             (apt-get install chromium chromium-driver; set CI=1 to make this a failure)"
-        );
-        return;
-    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let driver_dir = root.join("tests/browser");
-    assert!(
-        driver_dir.join("node_modules/playwright-core").is_dir(),
-        "tests/browser/node_modules/playwright-core is missing: run `npm ci` in tests/browser"
-    );
+    if let Err(missing) = prerequisites(&driver_dir) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{TEST}: {missing}, and CI is set"
+        );
+        notice(&format!(
+            "SKIPPED {TEST}: {missing} (set CI=1 to make this a failure)"
+        ));
+        return;
+    }
 
     // The artifacts go next to the build output: <target>/browser-artifacts.
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_websocket"));
@@ -85,6 +84,51 @@ fn chat_page_end_to_end_in_headless_chromium() {
     }
 }
 
+/// Prints a line the person running `cargo test` sees even though the harness captures test
+/// output (the capture only covers the print macros, not writes to the stderr handle).
+fn notice(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Checks for Chromium and Node.js and installs the driver's npm packages if they are missing.
+/// The error says what to install.
+fn prerequisites(driver_dir: &Path) -> Result<(), String> {
+    if !Path::new(CHROMIUM).exists() {
+        return Err(format!(
+            "{CHROMIUM} not found: apt-get install chromium chromium-driver"
+        ));
+    }
+    let has = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has("node") || !has("npm") {
+        return Err("node or npm not found: apt-get install nodejs npm".into());
+    }
+    if driver_dir.join("node_modules/playwright-core").is_dir() {
+        return Ok(());
+    }
+    notice(&format!("{TEST}: running `npm ci` in tests/browser (once)"));
+    let mut npm = Command::new("npm");
+    npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(driver_dir);
+    match run_with_timeout(npm, NPM_TIMEOUT) {
+        (true, _) => Ok(()),
+        (false, output) => Err(format!(
+            "`npm ci` in tests/browser failed ({}): run it there by hand",
+            output
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("no output")
+        )),
+    }
+}
+
 /// Runs `cmd`, collecting stdout and stderr; kills it after `timeout`. Returns (success, output).
 fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (bool, String) {
     let mut child = match cmd
@@ -94,7 +138,7 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (bool, String) {
         .spawn()
     {
         Ok(c) => KillOnDrop(c),
-        Err(e) => panic!("could not run node (is Node.js installed?): {e}"),
+        Err(e) => return (false, format!("could not start {cmd:?}: {e}")),
     };
     let collect = |mut r: Box<dyn Read + Send>| {
         thread::spawn(move || {
@@ -107,7 +151,7 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (bool, String) {
     let err = collect(Box::new(child.0.stderr.take().unwrap()));
     let deadline = Instant::now() + timeout;
     let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait for node") {
+        if let Some(status) = child.0.try_wait().expect("wait for the child") {
             break Some(status);
         }
         if Instant::now() >= deadline {
@@ -122,7 +166,7 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (bool, String) {
         Some(s) => (s.success(), text),
         None => (
             false,
-            format!("{text}\nnode did not finish within {timeout:?}; killed"),
+            format!("{text}\n{cmd:?} did not finish within {timeout:?}; killed"),
         ),
     }
 }

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,11 +17,16 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const PASSWORD: &str = "pw";
 
+/// The server's stderr so far, and a condition variable signalled for every line added.
+type Log = Arc<(Mutex<String>, Condvar)>;
+
 /// A server process; killed on drop. Its stderr is kept and printed if the test fails.
 pub struct TestServer {
     child: Child,
     pub port: u16,
-    log: Arc<Mutex<String>>,
+    /// The first line the server printed (`listening on http://HOST:PORT/`).
+    pub listening: String,
+    log: Log,
 }
 
 impl TestServer {
@@ -32,23 +37,44 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with extra command-line flags.
     pub fn start_with(extra: &[&str]) -> TestServer {
+        let mut args = vec!["0", PASSWORD, "--bind", "127.0.0.1"];
+        args.extend_from_slice(extra);
+        let server = TestServer::launch(&args, &[]);
+        let specific = |scheme: &str| {
+            let line = format!("listening on {scheme}://127.0.0.1:");
+            server.listening.starts_with(&line)
+        };
+        // `https://` with `--tls-cert`.
+        assert!(
+            specific("http") || specific("https"),
+            "{:?}",
+            server.listening
+        );
+        server
+    }
+
+    /// `websocket ARGS...` with extra environment variables (and `WEBSOCKET_PASSWORD` unset
+    /// unless given), once it has printed its listening line.
+    pub fn launch(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_websocket"))
-            .args(["0", PASSWORD, "--bind", "127.0.0.1"])
-            .args(extra)
+            .args(args)
+            .env_remove("WEBSOCKET_PASSWORD")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn websocket");
-        let log = Arc::new(Mutex::new(String::new()));
+        let log: Log = Arc::default();
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
+                let mut log = sink.0.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
+                sink.1.notify_all();
             }
         });
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -60,18 +86,26 @@ impl TestServer {
             // Keep draining so the server never blocks on a full pipe.
             let _ = std::io::copy(&mut stdout, &mut std::io::sink());
         });
-        let line = rx
-            .recv_timeout(TIMEOUT)
-            .expect("server printed no listening line");
+        let Ok(line) = rx.recv_timeout(TIMEOUT) else {
+            let _ = child.kill();
+            let log = log.0.lock().unwrap().clone();
+            panic!("server printed no listening line; its log:\n{log}");
+        };
+        let listening = line.trim().to_string();
         // `https://` with `--tls-cert`.
-        let port = line
-            .trim()
-            .strip_prefix("listening on http://127.0.0.1:")
-            .or_else(|| line.trim().strip_prefix("listening on https://127.0.0.1:"))
+        let port = listening
+            .strip_prefix("listening on http://")
+            .or_else(|| listening.strip_prefix("listening on https://"))
             .and_then(|rest| rest.strip_suffix('/'))
-            .and_then(|p| p.parse().ok())
+            .and_then(|host_port| host_port.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        TestServer { child, port, log }
+        TestServer {
+            child,
+            port,
+            listening,
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -84,7 +118,20 @@ impl TestServer {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// Waits (at most [`TIMEOUT`]) until the server's log contains `needle`; returns the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let (log, added) = &*self.log;
+        let (log, _) = added
+            .wait_timeout_while(log.lock().unwrap(), TIMEOUT, |log| !log.contains(needle))
+            .unwrap();
+        assert!(
+            log.contains(needle),
+            "{needle:?} not logged within {TIMEOUT:?}"
+        );
+        log.clone()
     }
 
     /// A command-protocol client offering the `chatroom-protocol` subprotocol.
@@ -444,4 +491,59 @@ static HEAVY: Mutex<()> = Mutex::new(());
 
 pub fn heavy() -> MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a finished command printed and how it ended.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `websocket` binary to completion with `stdin` as its input, killing it (and failing
+/// the test) if it takes longer than [`TIMEOUT`]. `WEBSOCKET_PASSWORD` is unset unless in `env`.
+pub fn run_websocket(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Finished {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_websocket"))
+        .args(args)
+        .env_remove("WEBSOCKET_PASSWORD")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn websocket");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    thread::spawn(move || input.write_all(&stdin)); // dropped when written: end of input
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`websocket {}` still ran after {TIMEOUT:?}; stdout:\n{}\nstderr:\n{}",
+                args.join(" "),
+                stdout.join().unwrap(),
+                stderr.join().unwrap()
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }

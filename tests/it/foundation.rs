@@ -149,6 +149,7 @@ fn bad_arguments_exit_2_with_usage() {
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_websocket"))
             .args(args)
+            .env_remove("WEBSOCKET_PASSWORD")
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -3,9 +3,12 @@
 
 mod architecture;
 mod browser;
+mod cli;
+mod client;
 mod common;
 mod crash;
 mod dialects;
+mod docs;
 mod faults;
 mod foundation;
 mod protocol;

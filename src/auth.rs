@@ -1,0 +1,159 @@
+//! Password hashing: argon2id with PHC strings, on a small pool of worker threads.
+//!
+//! Hashing is deliberately slow (tens of milliseconds and megabytes of memory per password), so
+//! it never runs on the logic thread: the core hands out [`HashJob`]s and gets [`Hashed`]
+//! answers back through its inbox, like every other message.
+
+use std::thread::{self, JoinHandle};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::chat::{HashJob, Hashed};
+use crate::events::ToLogic;
+
+/// The argon2id cost of new hashes (checks use the cost each stored hash was made with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// Memory per hash, KiB.
+    pub memory_kib: u32,
+    /// Passes over that memory.
+    pub iterations: u32,
+    /// Lanes (threads within one hash; the pool already runs hashes side by side).
+    pub parallelism: u32,
+}
+
+impl Cost {
+    /// OWASP's first recommendation for argon2id: 19 MiB, 2 passes, 1 lane (about 20–40 ms per
+    /// hash on one core of the reference machine).
+    pub const DEFAULT: Cost = Cost {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// The cheapest cost argon2 accepts, for tests that hash many passwords. Never for real
+    /// passwords.
+    pub const TESTING: Cost = Cost {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+}
+
+/// Does the work of one [`HashJob`].
+#[derive(Clone)]
+pub struct Hasher {
+    argon2: Argon2<'static>,
+    /// A hash of nothing in particular, made at start, for decoy checks.
+    decoy: String,
+}
+
+impl Hasher {
+    pub fn new(cost: Cost) -> Result<Hasher, String> {
+        let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+            .map_err(|e| format!("argon2 cost {cost:?}: {e}"))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let mut hasher = Hasher {
+            argon2,
+            decoy: String::new(),
+        };
+        hasher.decoy = hasher.hash(b"decoy").ok_or("argon2 cannot hash")?;
+        Ok(hasher)
+    }
+
+    pub fn run(&self, job: HashJob) -> Hashed {
+        match job {
+            HashJob::Hash(password) => match self.hash(password.expose()) {
+                Some(hash) => Hashed::Hash(hash),
+                None => Hashed::Failed,
+            },
+            HashJob::Verify { password, hash } => match PasswordHash::new(&hash) {
+                Ok(parsed) => Hashed::Verified(
+                    self.argon2
+                        .verify_password(password.expose(), &parsed)
+                        .is_ok(),
+                ),
+                Err(_) => Hashed::Failed,
+            },
+            HashJob::Decoy(password) => {
+                let parsed = PasswordHash::new(&self.decoy).expect("made by us");
+                let _ = self.argon2.verify_password(password.expose(), &parsed);
+                Hashed::Verified(false)
+            }
+        }
+    }
+
+    fn hash(&self, password: &[u8]) -> Option<String> {
+        let salt = SaltString::encode_b64(&random_salt()?).ok()?;
+        let hash = self.argon2.hash_password(password, &salt).ok()?;
+        Some(hash.to_string())
+    }
+}
+
+/// 16 bytes from the kernel's random number generator.
+fn random_salt() -> Option<[u8; 16]> {
+    let mut salt = [0u8; 16];
+    // SAFETY: getrandom writes at most `salt.len()` bytes into the buffer we own.
+    let n = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
+    (n == salt.len() as isize).then_some(salt)
+}
+
+/// A job for the pool, answered to the logic thread under its ticket.
+pub type Request = (u64, HashJob);
+
+/// Starts `workers` hashing threads taking jobs from `jobs`; each answer goes to the logic
+/// thread's inbox. The threads end when `jobs` is closed.
+pub fn spawn_pool(
+    workers: usize,
+    hasher: Hasher,
+    jobs: Receiver<Request>,
+    to_logic: Sender<Vec<ToLogic>>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    (0..workers.max(1))
+        .map(|i| {
+            let (hasher, jobs, to_logic) = (hasher.clone(), jobs.clone(), to_logic.clone());
+            thread::Builder::new()
+                .name(format!("hash-{i}"))
+                .spawn(move || {
+                    crate::crash::thread_started();
+                    for (ticket, job) in jobs {
+                        let result = hasher.run(job);
+                        if to_logic.send(vec![ToLogic::Hashed { ticket, result }]).is_err() {
+                            return;
+                        }
+                    }
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::Secret;
+
+    #[test]
+    fn hashes_verify_and_decoys_fail() {
+        let h = Hasher::new(Cost::TESTING).unwrap();
+        let Hashed::Hash(hash) = h.run(HashJob::Hash(Secret::new(*b"password"))) else {
+            panic!("no hash");
+        };
+        assert!(hash.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{hash}");
+        let verify = |p: &[u8]| {
+            h.run(HashJob::Verify {
+                password: Secret::new(p),
+                hash: hash.clone(),
+            })
+        };
+        assert_eq!(verify(b"password"), Hashed::Verified(true));
+        assert_eq!(verify(b"passwore"), Hashed::Verified(false));
+        assert_eq!(h.run(HashJob::Decoy(Secret::new(*b"x"))), Hashed::Verified(false));
+        let broken = HashJob::Verify {
+            password: Secret::new(*b"x"),
+            hash: "not a hash".into(),
+        };
+        assert_eq!(h.run(broken), Hashed::Failed);
+    }
+}
