@@ -214,12 +214,12 @@ try {
   await B.click("#tab-private");
   await waitRow(B, "#pm-log", "alice → you", "secret 🤫 pour bob");
 
-  log("B: an unknown target is reported inline; reply to alice");
+  log("B: an unknown user is reported inline; reply to alice");
   await B.selectOption("#pm-kind", "user");
   await B.fill("#pm-id", "99");
   await B.fill("#pm-text", "anyone?");
   await B.press("#pm-text", "Enter");
-  await waitText(B, "#pm-note.err", /not online/);
+  await waitText(B, "#pm-note.err", /user wasn.t found/);
   await B.locator("#pm-log .msg.pm", { hasText: "alice → you" }).locator("button", { hasText: "reply" }).click();
   await B.fill("#pm-text", "merci ❤️");
   await B.press("#pm-text", "Enter");
