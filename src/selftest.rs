@@ -23,10 +23,7 @@ use tungstenite::{Message, WebSocket};
 use crate::chat::Entry;
 use crate::config::Config;
 use crate::crash;
-use crate::dialect::protocol::codec::{
-    self as proto, ChatroomListWriter, Command, MembersWriter, ParseError, Reply, Secret,
-    UsersWriter, error_text,
-};
+use crate::dialect::protocol::codec::{self as proto, Command, Reply, vectors};
 use crate::http::{self, Head, Response, Route, Service};
 use crate::server::Server;
 use crate::{transcript, ws};
@@ -175,235 +172,29 @@ fn expect_eq<T: PartialEq + Debug>(what: impl std::fmt::Display, got: T, want: T
 // ---------------------------------------------------------------------------------------------
 // codec
 
+/// Runs the codec's shared example tables ([`vectors`]), the same ones the unit tests run.
 fn codec() -> Outcome {
-    let secret = |s: &str| Secret::new(s.as_bytes());
-    let ok: &[(&[u8], Command)] = &[
-        (b"nop()", Command::Nop),
-        (b"getchatroomlist(12)", Command::GetChatroomList { mid: 12 }),
-        // Missing trailing fields take their defaults; an empty number is 0.
-        (b"getchatroomlist()", Command::GetChatroomList { mid: 0 }),
-        (b"getchatroomlist(,)", Command::GetChatroomList { mid: 0 }),
-        (
-            b"getchatroomlist(9223372036854775807)",
-            Command::GetChatroomList {
-                mid: i64::MAX as u64,
-            },
-        ),
-        (
-            b"send(2,1,6,hello!)",
-            Command::Send {
-                mid: 2,
-                room: 1,
-                message: "hello!".into(),
-            },
-        ),
-        // A string's bytes may hold `,` `(` `)`; its length counts UTF-8 bytes.
-        (
-            b"send(3,1,6,a,(b)c)",
-            Command::Send {
-                mid: 3,
-                room: 1,
-                message: "a,(b)c".into(),
-            },
-        ),
-        (
-            "send(4,1,6,h\u{e9}llo)".as_bytes(),
-            Command::Send {
-                mid: 4,
-                room: 1,
-                message: "h\u{e9}llo".into(),
-            },
-        ),
-        (
-            b"addchatroom(1,5,lobby0,0,0,)",
-            Command::AddChatroom {
-                mid: 1,
-                name: "lobby".into(),
-                question: String::new(),
-                answer: Secret::default(),
-                server_password: Secret::default(),
-            },
-        ),
-        (
-            b"joinchatroom(7,1,1,6,secret)",
-            Command::JoinChatroom {
-                mid: 7,
-                room: 1,
-                leave_others: true,
-                answer: secret("secret"),
-            },
-        ),
-        (
-            b"login(4,5,alice6,secret)",
-            Command::Login {
-                mid: 4,
-                username: "alice".into(),
-                password: secret("secret"),
-            },
-        ),
-        // The password comes first in sendtoall.
-        (
-            b"sendtoall(2,pw5,1,x)",
-            Command::SendToAll {
-                server_password: secret("pw"),
-                mid: 5,
-                message: "x".into(),
-            },
-        ),
-        (
-            b"sendto(8,0,42,2,hi)",
-            Command::SendTo {
-                mid: 8,
-                client: 0,
-                userid: 42,
-                message: "hi".into(),
-            },
-        ),
-        (b"readsnap(3,9)", Command::ReadSnap { mid: 3, snap: 9 }),
-    ];
-    for (input, want) in ok {
-        expect_eq(show(input), proto::parse(input), Ok(want.clone()))?;
+    for (input, want) in vectors::commands() {
+        expect_eq(show(input), proto::parse(input), Ok(want))?;
     }
-
-    let unknown = Err(ParseError::UnknownCommand);
-    let syntax = |mid| Err(ParseError::Syntax { mid });
-    let bad: &[(&[u8], Result<Command, ParseError>)] = &[
-        (b"", unknown.clone()),
-        (b"hello", unknown.clone()),
-        (b"Send(1,1,1,x)", unknown.clone()),
-        (b"bogus(1)", unknown.clone()),
-        (b"nop", unknown.clone()),
-        // No closing parenthesis: malformed as a whole, so no messageid in the reply.
-        (b"send(2,1,6,hello!", syntax(None)),
-        (b"send(x,1,1,a)", syntax(None)),
-        (b"getchatroomlist(9223372036854775808)", syntax(None)),
-        (b"send(2,-1,1,a)", syntax(Some(2))),
-        (b"send(2,1,9,hello!)", syntax(Some(2))),
-        (b"send(2,1,2,\xff\xfe)", syntax(Some(2))),
-        (b"send(2,1,18446744073709551616,a)", syntax(Some(2))),
-    ];
-    for (input, want) in bad {
-        expect_eq(show(input), proto::parse(input), want.clone())?;
+    for (input, want) in vectors::parse_errors() {
+        expect_eq(show(input), proto::parse(input), Err(want))?;
     }
-
-    let replies: &[(Reply, &str)] = &[
-        (
-            Reply::YourChatClientId { client: 7 },
-            "yourchatclientid(7,)",
-        ),
-        (Reply::Success { mid: 3 }, "success(3,)"),
-        (
-            Reply::Error {
-                text: error_text::NOT_UNDERSTOOD,
-                mid: None,
-            },
-            "error(32,That message was not understood.)",
-        ),
-        (
-            Reply::Error {
-                text: error_text::SYNTAX,
-                mid: Some(5),
-            },
-            "error(27,Syntax error in parameters.5,)",
-        ),
-        (
-            Reply::ChatroomCreated {
-                mid: 1,
-                room: 1,
-                name: "lobby",
-                info: 9,
-                count: 1,
-            },
-            "chatroomcreated(1,1,5,lobby9,1,)",
-        ),
-        (
-            Reply::ChatroomDetails {
-                mid: 9,
-                room: 1,
-                name: "lobby",
-                info: 9,
-                count: 2,
-                question: "",
-            },
-            "chatroomdetails(9,1,5,lobby9,2,0,)",
-        ),
-        (
-            Reply::Chat {
-                mid: 2,
-                room: 1,
-                client: 1,
-                user: 0,
-                message: "hello!",
-            },
-            "chat(2,1,1,0,6,hello!)",
-        ),
-        (
-            Reply::Msg {
-                mid: 8,
-                client: 2,
-                user: 0,
-                message: "hi",
-            },
-            "msg(8,2,0,2,hi)",
-        ),
-        (
-            Reply::UserLeftChatroom {
-                mid: 10,
-                room: 1,
-                client: 2,
-                user: 0,
-                username: "",
-                count: 1,
-            },
-            "userleftchatroom(10,1,2,0,0,1,)",
-        ),
-        (Reply::SnapSent { mid: 1, snap: 2 }, "snap_sent(1,2,)"),
-    ];
-    for (reply, want) in replies {
+    for (reply, want) in vectors::replies() {
         let mut buf = Vec::new();
         reply.encode(&mut buf);
         expect_eq(format!("{reply:?}"), show(&buf), want.to_string())?;
     }
-    let mut buf = Vec::new();
-    let mut list = ChatroomListWriter::new(&mut buf, 4);
-    list.room(1, "lobby", 9, 2);
-    list.room(2, "b", 0, 0);
-    list.finish();
-    expect_eq(
-        "chatroomlist",
-        show(&buf),
-        "chatroomlist(4,1,5,lobby9,2,2,1,b0,0,)".into(),
-    )?;
-    buf.clear();
-    let mut users = UsersWriter::new(&mut buf, 6);
-    users.user(42, "alice", 1);
-    users.finish();
-    expect_eq("users", show(&buf), "users(6,42,5,alice1,)".into())?;
-    buf.clear();
-    let mut members = MembersWriter::new(&mut buf, 5, 1);
-    members.member(1, 42, "alice");
-    members.finish();
-    expect_eq(
-        "usersinchatroom",
-        show(&buf),
-        "usersinchatroom(5,1,1,42,5,alice)".into(),
-    )?;
-
-    // Round trips: whatever a client sends in `send` comes out byte for byte in `chat`.
-    let long = "x".repeat(70_000);
-    for message in [
-        "",
-        "a",
-        "a,(b)c)",
-        "gr\u{fc}\u{df}e \u{1f600}",
-        "line\nbreak",
-        &long,
-    ] {
+    for (what, got, want) in vectors::lists() {
+        expect_eq(what, show(&got), want.to_string())?;
+    }
+    // Whatever a client sends in `send` comes out byte for byte in `chat`.
+    for message in vectors::texts() {
         let wire = format!("send(5,3,{},{message})", message.len());
         let want = Command::Send {
             mid: 5,
             room: 3,
-            message: message.into(),
+            message: message.clone(),
         };
         if proto::parse(wire.as_bytes()) != Ok(want) {
             return Err(format!(
@@ -417,7 +208,7 @@ fn codec() -> Outcome {
             room: 3,
             client: 1,
             user: 0,
-            message,
+            message: &message,
         }
         .encode(&mut buf);
         let want = format!("chat(5,3,1,0,{},{message})", message.len());

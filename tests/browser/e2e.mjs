@@ -112,6 +112,9 @@ try {
       members: dec("usersinchatroom(3,1,1,42,5,alice2,0,0,)"),
       success: dec("success(8,)"),
       oldSuccess: dec("success(8)"),
+      registered: dec("registered(5,43,)"),
+      deleted: dec("accountdeleted(6,43,)"),
+      register: encode("register", "iss", 5, "zoë", "pässwrd"),
       bad: (() => { try { dec("chat(1,1,1,1,99,short)"); return "parsed"; } catch (e) { return "rejected"; } })(),
     };
   });
@@ -126,6 +129,9 @@ try {
   assert.deepEqual(codec.members.rows, [["1", "42", "alice"], ["2", "0", ""]]);
   assert.deepEqual(codec.success.f, ["8"]);
   assert.deepEqual(codec.oldSuccess.f, ["8"]);
+  assert.deepEqual(codec.registered.f, ["5", "43"]);
+  assert.deepEqual(codec.deleted.f, ["6", "43"]);
+  assert.equal(codec.register, "register(5,4,zoë8,pässwrd)");
   assert.equal(codec.bad, "rejected");
 
   log("A: admin panel, wrong password is reported inline");
@@ -214,12 +220,12 @@ try {
   await B.click("#tab-private");
   await waitRow(B, "#pm-log", "alice → you", "secret 🤫 pour bob");
 
-  log("B: an unknown target is reported inline; reply to alice");
+  log("B: an unknown user is reported inline; reply to alice");
   await B.selectOption("#pm-kind", "user");
   await B.fill("#pm-id", "99");
   await B.fill("#pm-text", "anyone?");
   await B.press("#pm-text", "Enter");
-  await waitText(B, "#pm-note.err", /not online/);
+  await waitText(B, "#pm-note.err", /user wasn.t found/);
   await B.locator("#pm-log .msg.pm", { hasText: "alice → you" }).locator("button", { hasText: "reply" }).click();
   await B.fill("#pm-text", "merci ❤️");
   await B.press("#pm-text", "Enter");
@@ -311,6 +317,55 @@ try {
   await waitText(B, `#rooms li[data-room-id="${roomId}"] .badges`, /^#\d+1 member🔒 questiontemporary$/);
   await noJunk(B);
 
+  log("B: register a new user from the page; each refusal is explained; then it is signed in");
+  await B.click("#register-open");
+  await B.locator("#acct[open] #rg-form:not([hidden])").waitFor();
+  await waitText(B, "#rg-form", /password of at least 8 bytes/);
+  await register(B, "carol ✿", "short");
+  await waitText(B, "#acct-note.err", "Password must be 8 to 1024 bytes.");
+  await B.screenshot({ path: join(ARTIFACTS, "page-register.png"), timeout: STEP_MS });
+  await register(B, "alice", "long enough");
+  await waitText(B, "#acct-note.err", "That user name is already in use.");
+  await register(B, "carol ✿", "carol-password");
+  await waitText(B, "#acct-note.ok", /^Welcome, carol ✿: you are user #\d+\.$/);
+  await waitText(B, "#me", /^Signed in as carol ✿ · client #\d+$/);
+  await waitText(B, "#acct-title", "Account: carol ✿");
+  await B.locator("#rg-form[hidden]").waitFor({ state: "attached" });
+
+  log("carol joins the room and chats with alice");
+  await item.locator("button.join").click();
+  await item.locator("input.answer").fill("quatre");
+  await item.locator("input.answer").press("Enter");
+  await waitText(B, `#rooms li[data-room-id="${roomId}"] .badges`, /2 members[\s\S]*joined/);
+  await waitText(A, `section.room[data-room-id="${roomId}"] .members`, "carol ✿");
+  await waitText(A, roomLog, /carol ✿ joined\./);
+  await say(B, roomId, "bonjour, je suis nouvelle 🌱");
+  await waitRow(A, roomLog, "carol ✿", "bonjour, je suis nouvelle 🌱");
+  await say(A, roomId, "bienvenue 🎉");
+  await waitRow(B, roomLog, "alice", "bienvenue 🎉");
+
+  log("carol changes her password, then deletes her account (wrong passwords refused)");
+  await B.fill("#cp-old", "wrong-password");
+  await B.fill("#cp-new", "carol-password-2");
+  await B.click("#cp-btn");
+  await waitText(B, "#acct-note.err", "Incorrect login.");
+  await B.fill("#cp-old", "carol-password");
+  await B.click("#cp-btn");
+  await waitText(B, "#acct-note.ok", /Password changed/);
+  await B.fill("#da-pass", "carol-password");
+  await B.click("#da-btn");
+  await waitText(B, "#acct-note.err", "Incorrect login.");
+  await B.fill("#da-pass", "carol-password-2");
+  await B.click("#da-btn");
+  await waitText(B, "#acct-note.ok", "Deleted the account “carol ✿”.");
+  await waitText(B, "#login-note.err", "The account “carol ✿” was deleted; you are signed out.");
+  await waitText(B, "#me", /^Anonymous/);
+  await waitText(B, "#acct-title", "Create an account");
+  await B.locator("#rg-form:not([hidden])").waitFor();
+  await waitText(A, roomLog, /carol ✿ left\./);
+  await waitText(B, `#rooms li[data-room-id="${roomId}"] .badges`, /^#\d+1 member🔒 questiontemporary$/);
+  await noJunk(B);
+
   log("admin: delete the room; both pages show it gone");
   await A.fill("#dr-id", roomId);
   await A.press("#dr-id", "Enter");
@@ -322,7 +377,7 @@ try {
   log("the protocol log panel never shows passwords or room answers");
   for (const page of [A, B]) {
     const shown = await page.evaluate(() => window.ChatDebug.log.join("\n"));
-    for (const secret of [PASSWORD, "alice-pw", "bob-pw", "quatre"]) {
+    for (const secret of [PASSWORD, "alice-pw", "bob-pw", "quatre", "carol-password", "wrong-password", "long enough"]) {
       assert.ok(!shown.includes(secret), `protocol log shows ${JSON.stringify(secret)}`);
     }
   }
@@ -358,6 +413,12 @@ async function addUser(page, id, name, pw) {
   await page.fill("#au-name", name);
   await page.fill("#au-pass", pw);
   await page.click("#au-btn");
+}
+
+async function register(page, user, pw) {
+  await page.fill("#rg-user", user);
+  await page.fill("#rg-pass", pw);
+  await page.press("#rg-pass", "Enter");
 }
 
 async function login(page, user, pw) {

@@ -77,7 +77,7 @@ fn chat_page_end_to_end_in_headless_chromium() {
         "the browser end-to-end test failed (output above; screenshots in {})",
         artifacts.display()
     );
-    for shot in ["page-a.png", "page-b.png"] {
+    for shot in ["page-a.png", "page-b.png", "page-register.png"] {
         let meta =
             std::fs::metadata(artifacts.join(shot)).unwrap_or_else(|e| panic!("{shot}: {e}"));
         assert!(meta.len() > 1000, "{shot} is suspiciously small");

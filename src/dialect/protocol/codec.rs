@@ -736,5 +736,7 @@ impl<'b> MembersWriter<'b> {
     }
 }
 
+pub mod vectors;
+
 #[cfg(test)]
 mod tests;

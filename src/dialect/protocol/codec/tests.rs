@@ -1,5 +1,6 @@
-//! Codec tests: every command shape, every §2 syntax rule, every server message, and property
-//! tests (round trips through a strict test-only decoder; arbitrary bytes never panic).
+//! Codec tests: the shared example tables of [`vectors`] (every command shape, every §2 syntax
+//! rule, every server message), checks that they cover every variant, and property tests (round
+//! trips through a strict test-only decoder; arbitrary bytes never panic).
 
 use super::*;
 use proptest::prelude::*;
@@ -8,375 +9,9 @@ fn secret(s: &str) -> Secret {
     Secret::new(s.as_bytes())
 }
 
-fn syntax(mid: Option<u64>) -> Result<Command, ParseError> {
-    Err(ParseError::Syntax { mid })
-}
-
 fn p(msg: &str) -> Result<Command, ParseError> {
     parse(msg.as_bytes())
 }
-
-// ---- command shapes -------------------------------------------------------------------------
-
-#[test]
-fn parses_every_command() {
-    use Command::*;
-    let cases: Vec<(&str, Command)> = vec![
-        (
-            "addchatroom(1,5,lobby2,q?2,422,pw)",
-            AddChatroom {
-                mid: 1,
-                name: "lobby".into(),
-                question: "q?".into(),
-                answer: secret("42"),
-                server_password: secret("pw"),
-            },
-        ),
-        (
-            "adduser(3,42,5,alice6,secret2,pw)",
-            AddUser {
-                mid: 3,
-                userid: 42,
-                username: "alice".into(),
-                password: secret("secret"),
-                server_password: secret("pw"),
-            },
-        ),
-        (
-            "getchatroomdetails(9,1)",
-            GetChatroomDetails { mid: 9, room: 1 },
-        ),
-        ("getchatroomlist(4)", GetChatroomList { mid: 4 }),
-        (
-            "getusers(5,3,2,pw)",
-            GetUsers {
-                mid: 5,
-                status: 3,
-                server_password: secret("pw"),
-            },
-        ),
-        (
-            "getusersinchatroom(6,2)",
-            GetUsersInChatroom { mid: 6, room: 2 },
-        ),
-        (
-            "joinchatroom(7,1,1,3,yes)",
-            JoinChatroom {
-                mid: 7,
-                room: 1,
-                leave_others: true,
-                answer: secret("yes"),
-            },
-        ),
-        ("leavechatroom(10,1)", LeaveChatroom { mid: 10, room: 1 }),
-        (
-            "login(4,5,alice6,secret)",
-            Login {
-                mid: 4,
-                username: "alice".into(),
-                password: secret("secret"),
-            },
-        ),
-        (
-            "logout(11,1)",
-            Logout {
-                mid: 11,
-                disconnect: true,
-            },
-        ),
-        ("nop()", Nop),
-        (
-            "removechatroom(12,3,2,pw)",
-            RemoveChatroom {
-                mid: 12,
-                room: 3,
-                server_password: secret("pw"),
-            },
-        ),
-        (
-            "removeuser(13,42,2,pw)",
-            RemoveUser {
-                mid: 13,
-                userid: 42,
-                server_password: secret("pw"),
-            },
-        ),
-        (
-            "send(2,1,6,hello!)",
-            Send {
-                mid: 2,
-                room: 1,
-                message: "hello!".into(),
-            },
-        ),
-        (
-            "sendto(8,0,42,2,hi)",
-            SendTo {
-                mid: 8,
-                client: 0,
-                userid: 42,
-                message: "hi".into(),
-            },
-        ),
-        (
-            "sendtoall(2,pw14,3,all)",
-            SendToAll {
-                server_password: secret("pw"),
-                mid: 14,
-                message: "all".into(),
-            },
-        ),
-        (
-            "sendsnap(15,42,60,5,4,boo!)",
-            SendSnap {
-                mid: 15,
-                to_userid: 42,
-                expire: 60,
-                readtime: 5,
-                message: "boo!".into(),
-            },
-        ),
-        ("getsnaps(16)", GetSnaps { mid: 16 }),
-        ("readsnap(17,3)", ReadSnap { mid: 17, snap: 3 }),
-    ];
-    for (msg, want) in cases {
-        assert_eq!(p(msg), Ok(want), "{msg}");
-    }
-}
-
-#[test]
-fn missing_trailing_fields_take_defaults() {
-    assert_eq!(
-        p("addchatroom(1,5,lobby)"),
-        Ok(Command::AddChatroom {
-            mid: 1,
-            name: "lobby".into(),
-            question: String::new(),
-            answer: Secret::default(),
-            server_password: Secret::default(),
-        })
-    );
-    assert_eq!(
-        p("getchatroomlist()"),
-        Ok(Command::GetChatroomList { mid: 0 })
-    );
-    assert_eq!(
-        p("logout(3)"),
-        Ok(Command::Logout {
-            mid: 3,
-            disconnect: false
-        })
-    );
-    assert_eq!(
-        p("leavechatroom(3,)"),
-        Ok(Command::LeaveChatroom { mid: 3, room: 0 })
-    );
-    assert_eq!(
-        p("sendtoall()"),
-        Ok(Command::SendToAll {
-            server_password: Secret::default(),
-            mid: 0,
-            message: String::new(),
-        })
-    );
-}
-
-#[test]
-fn the_spec_example_fields_parse_with_empty_strings() {
-    assert_eq!(
-        p("addchatroom(1,5,lobby0,0,0,)"),
-        Ok(Command::AddChatroom {
-            mid: 1,
-            name: "lobby".into(),
-            question: String::new(),
-            answer: Secret::default(),
-            server_password: Secret::default(),
-        })
-    );
-    assert_eq!(
-        p("joinchatroom(7,1,0,0,)"),
-        Ok(Command::JoinChatroom {
-            mid: 7,
-            room: 1,
-            leave_others: false,
-            answer: Secret::default(),
-        })
-    );
-}
-
-#[test]
-fn empty_number_is_zero() {
-    assert_eq!(
-        p("getchatroomdetails(,)"),
-        Ok(Command::GetChatroomDetails { mid: 0, room: 0 })
-    );
-    assert_eq!(
-        p("getchatroomdetails(5,,)"),
-        Ok(Command::GetChatroomDetails { mid: 5, room: 0 })
-    );
-    // An empty string length is an empty string.
-    assert_eq!(
-        p("send(1,2,)"),
-        Ok(Command::Send {
-            mid: 1,
-            room: 2,
-            message: String::new()
-        })
-    );
-}
-
-#[test]
-fn strings_may_hold_commas_and_parens() {
-    assert_eq!(
-        p("send(1,2,6,(a,b)))"),
-        Ok(Command::Send {
-            mid: 1,
-            room: 2,
-            message: "(a,b))".into()
-        })
-    );
-}
-
-#[test]
-fn a_comma_after_a_string_starts_the_next_field() {
-    // `,` after the name is the (empty, so 0) length of the question; the answer is `2,ok`.
-    let Ok(Command::AddChatroom {
-        question, answer, ..
-    }) = p("addchatroom(1,1,x,2,ok)")
-    else {
-        panic!()
-    };
-    assert_eq!(question, "");
-    assert_eq!(answer, secret("ok"));
-    // For `send` the message is the last field, so the comma is an ignored extra field.
-    assert_eq!(
-        p("send(1,2,2,hi,)"),
-        Ok(Command::Send {
-            mid: 1,
-            room: 2,
-            message: "hi".into()
-        })
-    );
-}
-
-#[test]
-fn extra_trailing_fields_are_ignored_even_if_malformed() {
-    assert_eq!(
-        p("getchatroomlist(4,junk-here,99)"),
-        Ok(Command::GetChatroomList { mid: 4 })
-    );
-    assert_eq!(p("nop(anything at all)"), Ok(Command::Nop));
-}
-
-#[test]
-fn strings_count_utf8_bytes() {
-    assert_eq!(
-        p("send(1,2,5,héé)"),
-        Ok(Command::Send {
-            mid: 1,
-            room: 2,
-            message: "héé".into()
-        })
-    );
-}
-
-#[test]
-fn largest_number_is_accepted() {
-    assert_eq!(
-        p("getchatroomdetails(9223372036854775807,1)"),
-        Ok(Command::GetChatroomDetails {
-            mid: i64::MAX as u64,
-            room: 1
-        })
-    );
-}
-
-// ---- §2 error cases -----------------------------------------------------------------------
-
-#[test]
-fn unknown_names_and_the_empty_message_are_not_understood() {
-    for msg in [
-        "",
-        "hello",
-        "nop",
-        "Nop()",
-        "NOP()",
-        "sendx(1)",
-        " send(1,1,1,x)",
-        "(1)",
-        ")",
-    ] {
-        assert_eq!(p(msg), Err(ParseError::UnknownCommand), "{msg:?}");
-    }
-}
-
-#[test]
-fn missing_closing_paren_is_a_syntax_error_without_mid() {
-    assert_eq!(p("nop("), syntax(None));
-    assert_eq!(p("getchatroomlist(5"), syntax(None));
-    assert_eq!(p("send(1,2,2,hi"), syntax(None));
-    assert_eq!(p("send(1,2,2,hi) "), syntax(None));
-}
-
-#[test]
-fn signs_spaces_and_letters_are_syntax_errors() {
-    for msg in [
-        "getchatroomlist(-1)",
-        "getchatroomlist(+1)",
-        "getchatroomlist( 1)",
-        "getchatroomlist(1 )",
-        "getchatroomlist(x)",
-        "getchatroomlist(0x1)",
-    ] {
-        assert_eq!(p(msg), syntax(None), "{msg}");
-    }
-    assert_eq!(p("leavechatroom(3,-1)"), syntax(Some(3)));
-    assert_eq!(p("leavechatroom(3,1e3)"), syntax(Some(3)));
-}
-
-#[test]
-fn overflow_is_a_syntax_error() {
-    assert_eq!(p("getchatroomlist(9223372036854775808)"), syntax(None));
-    assert_eq!(p("getchatroomlist(99999999999999999999999)"), syntax(None));
-    assert_eq!(p("readsnap(1,9223372036854775808)"), syntax(Some(1)));
-}
-
-#[test]
-fn string_length_past_the_end_is_a_syntax_error() {
-    assert_eq!(p("send(1,2,3,hi)"), syntax(Some(1)));
-    assert_eq!(p("send(1,2,9223372036854775807,hi)"), syntax(Some(1)));
-    // A length ended by the closing `)` leaves no bytes for the string.
-    assert_eq!(p("send(1,2,5)"), syntax(Some(1)));
-}
-
-#[test]
-fn invalid_utf8_is_a_syntax_error() {
-    assert_eq!(parse(b"send(1,2,2,\xff\xfe)"), syntax(Some(1)));
-    // A multi-byte character cut by the length is invalid too.
-    assert_eq!(p("send(1,2,1,é)"), syntax(Some(1)));
-}
-
-#[test]
-fn sendtoall_reads_its_mid_after_the_password() {
-    assert_eq!(p("sendtoall(9,pw)"), syntax(None));
-    assert_eq!(p("sendtoall(2,pwx)"), syntax(None));
-    assert_eq!(p("sendtoall(2,pw7,9,hi)"), syntax(Some(7)));
-}
-
-#[test]
-fn secrets_are_redacted_and_compared_exactly() {
-    let cmd = p("login(1,5,alice6,hunter)").unwrap();
-    let shown = format!("{cmd:?}");
-    assert!(!shown.contains("hunter"), "{shown}");
-    assert!(shown.contains("alice"), "{shown}");
-    assert!(secret("pw").matches(&secret("pw")));
-    assert!(Secret::default().matches(&Secret::default()));
-    for other in ["", "p", "pW", "pww", "wp"] {
-        assert!(!secret("pw").matches(&secret(other)), "{other}");
-    }
-}
-
-// ---- server messages ----------------------------------------------------------------------
 
 fn enc(r: Reply<'_>) -> String {
     let mut buf = Vec::new();
@@ -384,117 +19,149 @@ fn enc(r: Reply<'_>) -> String {
     String::from_utf8(buf).unwrap()
 }
 
+// ---- the shared vectors (also run by `websocket test codec`) ------------------------------
+
 #[test]
-fn encodes_every_fixed_shape_message() {
-    use Reply::*;
-    let cases = [
-        (YourChatClientId { client: 7 }, "yourchatclientid(7,)"),
-        (Success { mid: 3 }, "success(3,)"),
-        (
-            Error {
-                text: error_text::NOT_UNDERSTOOD,
-                mid: None,
-            },
-            "error(32,That message was not understood.)",
-        ),
-        (
-            Error {
-                text: error_text::SYNTAX,
-                mid: Some(5),
-            },
-            "error(27,Syntax error in parameters.5,)",
-        ),
-        (
-            ChatroomCreated {
-                mid: 1,
-                room: 1,
-                name: "lobby",
-                info: 9,
-                count: 1,
-            },
-            "chatroomcreated(1,1,5,lobby9,1,)",
-        ),
-        (
-            ChatroomDetails {
-                mid: 9,
-                room: 1,
-                name: "lobby",
-                info: 9,
-                count: 2,
-                question: "",
-            },
-            "chatroomdetails(9,1,5,lobby9,2,0,)",
-        ),
-        (
-            ChatroomWasDeleted { mid: 0, room: 4 },
-            "chatroomwasdeleted(0,4,)",
-        ),
-        (
-            UserJoinedChatroom {
-                mid: 4,
-                room: 1,
-                client: 1,
-                user: 42,
-                username: "alice",
-                count: 2,
-            },
-            "userjoinedchatroom(4,1,1,42,5,alice2,)",
-        ),
-        (
-            UserLeftChatroom {
-                mid: 10,
-                room: 1,
-                client: 2,
-                user: 0,
-                username: "",
-                count: 1,
-            },
-            "userleftchatroom(10,1,2,0,0,1,)",
-        ),
-        (
-            Chat {
-                mid: 5,
-                room: 1,
-                client: 3,
-                user: 0,
-                message: "hello",
-            },
-            "chat(5,1,3,0,5,hello)",
-        ),
-        (
-            Msg {
-                mid: 8,
-                client: 2,
-                user: 0,
-                message: "hi",
-            },
-            "msg(8,2,0,2,hi)",
-        ),
-        (
-            PrivateMessage {
-                client: 1,
-                user: 42,
-                username: "alice",
-                message: "hé",
-            },
-            "privatemessage(1,42,5,alice3,hé)",
-        ),
-        (SnapSent { mid: 6, snap: 2 }, "snap_sent(6,2,)"),
-        (
-            Snap {
-                snap: 2,
-                to: 42,
-                from: 7,
-                sent: 1000,
-                received: 0,
-                readtime: 5,
-                message: "x",
-            },
-            "snap(2,42,7,1000,0,5,1,x)",
-        ),
-    ];
-    for (reply, want) in cases {
+fn parses_every_command_vector() {
+    for (msg, want) in vectors::commands() {
+        assert_eq!(parse(msg), Ok(want), "{}", String::from_utf8_lossy(msg));
+    }
+}
+
+#[test]
+fn refuses_every_bad_vector() {
+    for (msg, want) in vectors::parse_errors() {
+        assert_eq!(parse(msg), Err(want), "{}", String::from_utf8_lossy(msg));
+    }
+}
+
+#[test]
+fn encodes_every_reply_vector() {
+    for (reply, want) in vectors::replies() {
         assert_eq!(enc(reply), want);
+    }
+}
+
+#[test]
+fn list_writers_write_every_list_vector() {
+    for (what, got, want) in vectors::lists() {
+        assert_eq!(String::from_utf8(got).unwrap(), want, "{what}");
+    }
+}
+
+#[test]
+fn send_and_chat_carry_every_text_vector() {
+    for text in vectors::texts() {
+        let wire = format!("send(5,3,{},{text})", text.len());
+        assert_eq!(
+            parse(wire.as_bytes()),
+            Ok(Command::Send {
+                mid: 5,
+                room: 3,
+                message: text.clone(),
+            })
+        );
+        let chat = Reply::Chat {
+            mid: 5,
+            room: 3,
+            client: 1,
+            user: 0,
+            message: &text,
+        };
+        assert_eq!(enc(chat), format!("chat(5,3,1,0,{},{text})", text.len()));
+    }
+}
+
+/// Which `Command` variant, by an exhaustive match: a new variant does not compile until it is
+/// listed here, and then [`the_vectors_cover_every_variant`] fails until it has a vector.
+fn command_kind(c: &Command) -> usize {
+    use Command::*;
+    match c {
+        AddChatroom { .. } => 0,
+        AddUser { .. } => 1,
+        GetChatroomDetails { .. } => 2,
+        GetChatroomList { .. } => 3,
+        GetUsers { .. } => 4,
+        GetUsersInChatroom { .. } => 5,
+        JoinChatroom { .. } => 6,
+        LeaveChatroom { .. } => 7,
+        Login { .. } => 8,
+        Logout { .. } => 9,
+        Nop => 10,
+        RemoveChatroom { .. } => 11,
+        RemoveUser { .. } => 12,
+        Send { .. } => 13,
+        SendTo { .. } => 14,
+        SendToAll { .. } => 15,
+        SendSnap { .. } => 16,
+        GetSnaps { .. } => 17,
+        ReadSnap { .. } => 18,
+        Register { .. } => 19,
+        ChangePassword { .. } => 20,
+        DeleteAccount { .. } => 21,
+        FindUsers { .. } => 22,
+    }
+}
+const COMMAND_KINDS: usize = 23;
+
+/// Which `Reply` variant; exhaustive for the same reason as [`command_kind`].
+fn reply_kind(r: &Reply<'_>) -> usize {
+    use Reply::*;
+    match r {
+        YourChatClientId { .. } => 0,
+        Success { .. } => 1,
+        Error { .. } => 2,
+        ChatroomCreated { .. } => 3,
+        ChatroomDetails { .. } => 4,
+        ChatroomWasDeleted { .. } => 5,
+        UserJoinedChatroom { .. } => 6,
+        UserLeftChatroom { .. } => 7,
+        Chat { .. } => 8,
+        Msg { .. } => 9,
+        PrivateMessage { .. } => 10,
+        SnapSent { .. } => 11,
+        Registered { .. } => 12,
+        AccountDeleted { .. } => 13,
+        Snap { .. } => 14,
+    }
+}
+const REPLY_KINDS: usize = 15;
+
+#[test]
+fn the_vectors_cover_every_variant() {
+    let mut commands = [false; COMMAND_KINDS];
+    for (_, c) in vectors::commands() {
+        commands[command_kind(&c)] = true;
+    }
+    let missing: Vec<_> = (0..COMMAND_KINDS).filter(|&k| !commands[k]).collect();
+    assert!(missing.is_empty(), "commands without a vector: {missing:?}");
+    let mut replies = [false; REPLY_KINDS];
+    for (r, _) in vectors::replies() {
+        replies[reply_kind(&r)] = true;
+    }
+    let missing: Vec<_> = (0..REPLY_KINDS).filter(|&k| !replies[k]).collect();
+    assert!(missing.is_empty(), "replies without a vector: {missing:?}");
+}
+
+// ---- properties the tables cannot show --------------------------------------------------
+
+#[test]
+fn secrets_are_redacted_and_compared_exactly() {
+    for msg in [
+        "login(1,5,alice6,hunter)",
+        "register(1,5,alice6,hunter)",
+        "changepassword(1,6,hunter6,sesame)",
+        "deleteaccount(1,6,hunter)",
+    ] {
+        let shown = format!("{:?}", p(msg).unwrap());
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(!shown.contains("sesame"), "{shown}");
+    }
+    assert!(format!("{:?}", p("login(1,5,alice6,hunter)")).contains("alice"));
+    assert!(secret("pw").matches(&secret("pw")));
+    assert!(Secret::default().matches(&Secret::default()));
+    for other in ["", "p", "pW", "pww", "wp"] {
+        assert!(!secret("pw").matches(&secret(other)), "{other}");
     }
 }
 
@@ -525,6 +192,9 @@ fn every_error_text_length_prefix_is_its_byte_length() {
         (READSNAP_LOGIN, 37),
         (SNAP_NOT_FOUND, 23),
         (NOT_YOUR_SNAP, 22),
+        (INVALID_USER_NAME, 18),
+        (BAD_PASSWORD, 33),
+        (LOGIN_NEEDED, 33),
     ];
     for (text, spec_len) in texts {
         assert_eq!(text.len(), spec_len, "{text}");
@@ -533,31 +203,6 @@ fn every_error_text_length_prefix_is_its_byte_length() {
             format!("error({spec_len},{text}1,)")
         );
     }
-}
-
-#[test]
-fn list_writers() {
-    let mut buf = Vec::new();
-    ChatroomListWriter::new(&mut buf, 3).finish();
-    assert_eq!(buf, b"chatroomlist(3,)");
-    buf.clear();
-    let mut list = ChatroomListWriter::new(&mut buf, 3);
-    list.room(1, "a", 9, 1);
-    list.room(2, "b,c", 8, 0);
-    list.finish();
-    assert_eq!(buf, b"chatroomlist(3,1,1,a9,1,2,3,b,c8,0,)");
-    buf.clear();
-    let mut list = UsersWriter::new(&mut buf, 4);
-    list.user(42, "alice", 1);
-    list.user(7, "", 2);
-    list.finish();
-    assert_eq!(buf, b"users(4,42,5,alice1,7,0,2,)");
-    buf.clear();
-    let mut list = MembersWriter::new(&mut buf, 5, 1);
-    list.member(1, 42, "alice");
-    list.member(2, 0, "");
-    list.finish();
-    assert_eq!(buf, b"usersinchatroom(5,1,1,42,5,alice2,0,0,)");
 }
 
 // ---- a strict decoder for server messages (test-only) ---------------------------------------
@@ -569,6 +214,7 @@ enum Decoded<'a> {
     ChatroomList(u64, Vec<(u64, &'a str, u64, u64)>),
     Users(u64, Vec<(u64, &'a str, u64)>),
     Members(u64, u64, Vec<(u64, u64, &'a str)>),
+    FoundUsers(u64, u64, Vec<(u64, &'a str, u64)>),
 }
 
 /// Reads server-side fields: a number must have digits and its comma.
@@ -668,6 +314,14 @@ fn decode(msg: &[u8]) -> Option<Decoded<'_>> {
             mid: d.num()?,
             snap: d.num()?,
         }),
+        b"registered" => one(Registered {
+            mid: d.num()?,
+            user: d.num()?,
+        }),
+        b"accountdeleted" => one(AccountDeleted {
+            mid: d.num()?,
+            user: d.num()?,
+        }),
         b"snap" => one(Snap {
             snap: d.num()?,
             to: d.num()?,
@@ -701,16 +355,24 @@ fn decode(msg: &[u8]) -> Option<Decoded<'_>> {
             }
             Some(Decoded::Members(mid, room, members))
         }
+        b"foundusers" => {
+            let (mid, total) = (d.num()?, d.num()?);
+            let mut users = Vec::new();
+            while d.more() {
+                users.push((d.num()?, d.str()?, d.num()?));
+            }
+            Some(Decoded::FoundUsers(mid, total, users))
+        }
         _ => None,
     };
     if d.more() { None } else { decoded }
 }
 
-/// One fixed-shape reply of kind `kind % 14`, its fields taken from `n` and `s`.
+/// One fixed-shape reply of kind `kind % 16`, its fields taken from `n` and `s`.
 fn reply<'a>(kind: usize, n: &[u64; 7], s: &'a [String; 2], has_mid: bool) -> Reply<'a> {
     use Reply::*;
     let (a, b) = (s[0].as_str(), s[1].as_str());
-    match kind % 14 {
+    match kind % 16 {
         0 => YourChatClientId { client: n[0] },
         1 => Success { mid: n[0] },
         2 => Error {
@@ -784,17 +446,25 @@ fn reply<'a>(kind: usize, n: &[u64; 7], s: &'a [String; 2], has_mid: bool) -> Re
             readtime: n[5],
             message: a,
         },
+        13 => Registered {
+            mid: n[0],
+            user: n[1],
+        },
+        14 => AccountDeleted {
+            mid: n[0],
+            user: n[1],
+        },
         _ => Error { text: a, mid: None },
     }
 }
 
-/// A client message for command kind `kind % 19` in wire form, with the command it must parse to.
+/// A client message for command kind `kind % 23` in wire form, with the command it must parse to.
 fn command(kind: usize, n: &[u64; 5], s: &[String; 4]) -> (String, Command) {
     use Command::*;
     let st = |i: usize| format!("{},{}", s[i].len(), s[i]);
     let sec = |i: usize| Secret::new(s[i].as_bytes());
     let [n0, n1, n2, n3, n4] = *n;
-    match kind % 19 {
+    match kind % 23 {
         0 => (
             format!("addchatroom({n0},{}{}{}{})", st(0), st(1), st(2), st(3)),
             AddChatroom {
@@ -916,6 +586,36 @@ fn command(kind: usize, n: &[u64; 5], s: &[String; 4]) -> (String, Command) {
             },
         ),
         17 => (format!("getsnaps({n0})"), GetSnaps { mid: n0 }),
+        18 => (
+            format!("register({n0},{}{})", st(0), st(1)),
+            Register {
+                mid: n0,
+                username: s[0].clone(),
+                password: sec(1),
+            },
+        ),
+        19 => (
+            format!("changepassword({n0},{}{})", st(0), st(1)),
+            ChangePassword {
+                mid: n0,
+                old_password: sec(0),
+                new_password: sec(1),
+            },
+        ),
+        20 => (
+            format!("deleteaccount({n0},{})", st(0)),
+            DeleteAccount {
+                mid: n0,
+                password: sec(0),
+            },
+        ),
+        21 => (
+            format!("findusers({n0},{})", st(0)),
+            FindUsers {
+                mid: n0,
+                pattern: s[0].clone(),
+            },
+        ),
         _ => (
             format!("readsnap({n0},{n4})"),
             ReadSnap { mid: n0, snap: n4 },
@@ -940,7 +640,7 @@ fn decoder_rejects_what_the_encoder_never_writes() {
 proptest! {
     #[test]
     fn fixed_replies_round_trip(
-        kind in 0..14usize,
+        kind in 0..16usize,
         n in proptest::array::uniform7(any::<u64>()),
         s in proptest::array::uniform2(".{0,40}"),
         has_mid in any::<bool>(),
@@ -985,11 +685,21 @@ proptest! {
         list.finish();
         let want: Vec<_> = members.iter().map(|(c, u, name)| (*c, *u, name.as_str())).collect();
         prop_assert_eq!(decode(&buf), Some(Decoded::Members(mid, room, want)));
+
+        let total = room; // any number: it counts matches, listed or not
+        let mut buf = Vec::new();
+        let mut list = FoundUsersWriter::new(&mut buf, mid, total);
+        for (u, name, st) in &users {
+            list.user(*u, name, *st);
+        }
+        list.finish();
+        let want: Vec<_> = users.iter().map(|(u, name, st)| (*u, name.as_str(), *st)).collect();
+        prop_assert_eq!(decode(&buf), Some(Decoded::FoundUsers(mid, total, want)));
     }
 
     #[test]
     fn commands_round_trip_through_the_parser(
-        kind in 0..19usize,
+        kind in 0..23usize,
         n in proptest::array::uniform5(0..=i64::MAX as u64),
         s in proptest::array::uniform4(".{0,20}"),
     ) {
@@ -1004,7 +714,7 @@ proptest! {
 
     #[test]
     fn parse_never_panics_on_near_valid_messages(
-        name in prop::sample::select(vec!["addchatroom", "adduser", "send", "sendtoall", "sendsnap", "login", "nop"]),
+        name in prop::sample::select(vec!["addchatroom", "adduser", "send", "sendtoall", "sendsnap", "login", "nop", "register", "changepassword", "findusers"]),
         body in "[0-9,()a-z\u{e9}-]{0,40}",
         close in any::<bool>(),
     ) {
