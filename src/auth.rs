@@ -120,7 +120,10 @@ pub fn spawn_pool(
                     crate::crash::thread_started();
                     for (ticket, job) in jobs {
                         let result = hasher.run(job);
-                        if to_logic.send(vec![ToLogic::Hashed { ticket, result }]).is_err() {
+                        if to_logic
+                            .send(vec![ToLogic::Hashed { ticket, result }])
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -149,7 +152,10 @@ mod tests {
         };
         assert_eq!(verify(b"password"), Hashed::Verified(true));
         assert_eq!(verify(b"passwore"), Hashed::Verified(false));
-        assert_eq!(h.run(HashJob::Decoy(Secret::new(*b"x"))), Hashed::Verified(false));
+        assert_eq!(
+            h.run(HashJob::Decoy(Secret::new(*b"x"))),
+            Hashed::Verified(false)
+        );
         let broken = HashJob::Verify {
             password: Secret::new(*b"x"),
             hash: "not a hash".into(),

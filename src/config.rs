@@ -69,6 +69,19 @@ pub struct Config {
     /// https page, and a chat server on the open internet needs encryption. `SIGHUP` reloads
     /// both files (certificate rotation) without dropping connections.
     pub tls: Option<TlsFiles>,
+    /// The database file (SQLite) that keeps users, persistent rooms, snaps, queued messages and
+    /// the id counters across restarts. Default `websocket.db` in the working directory; `None`
+    /// (`--data :memory:`) keeps nothing.
+    pub data: Option<PathBuf>,
+    /// The argon2id cost of password hashes. Default 19 MiB and 2 passes (OWASP's first
+    /// choice): about 20–40 ms of one core per hash. Cheaper makes stolen hashes cheaper to
+    /// crack; dearer makes logins slower and each running hash take that much memory.
+    pub argon2: crate::auth::Cost,
+    /// Threads hashing passwords. Default 2: a login storm then takes at most two cores' worth
+    /// of hashing, and chat (on the net and logic threads) keeps its own.
+    pub hash_workers: usize,
+    /// The chat core's limits: hashes in flight, offline queues (see `chat::Limits`).
+    pub limits: crate::chat::Limits,
 }
 
 /// Where the TLS certificate and key live; read at start and again on every `SIGHUP`.
@@ -100,6 +113,10 @@ impl Config {
             echo_path: None,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            data: Some(PathBuf::from("websocket.db")),
+            argon2: crate::auth::Cost::DEFAULT,
+            hash_workers: 2,
+            limits: crate::chat::Limits::default(),
             rate_limit: 100,
             rate_burst: 200,
             tls: None,

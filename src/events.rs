@@ -6,10 +6,11 @@
 use bytes::Bytes;
 
 pub use crate::chat::{ConnId, Recipients};
-use crate::chat::{Entry, Request};
+use crate::chat::{Entry, Hashed, Request};
 
-/// Net thread -> logic thread. The channel carries a `Vec` of these per net-loop turn, so the
-/// logic thread is woken once per turn, not once per message.
+/// Into the logic thread, from the net thread, the store and the password hashers. The channel
+/// carries a `Vec` of these per batch (a net-loop turn, a group commit), so the logic thread is
+/// woken once per batch, not once per message.
 #[derive(Debug)]
 pub enum ToLogic {
     /// A WebSocket handshake completed.
@@ -24,6 +25,12 @@ pub enum ToLogic {
     /// logic thread passes it back after everything it already produced, so the replies to
     /// the messages accepted before still go out first.
     Forward(ToNet),
+    /// A password hasher finished job `ticket`.
+    Hashed { ticket: u64, result: Hashed },
+    /// The store committed (or failed to commit) these tickets, in order.
+    Stored {
+        results: Vec<(u64, Result<(), String>)>,
+    },
     /// Periodic clock tick (once a second) for time-driven state such as snap expiry.
     Tick,
     /// The process is shutting down; the logic thread finishes and exits.
@@ -54,4 +61,7 @@ pub enum ToNet {
         code: u16,
         reason: &'static str,
     },
+    /// Stop reading the connection (`on`) or start again: its requests are piling up behind
+    /// one that waits for a worker.
+    Hold { conn: ConnId, on: bool },
 }

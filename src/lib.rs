@@ -5,6 +5,7 @@
 //! renders its events per dialect); they talk only through the messages in [`events`]. See
 //! `ARCHITECTURE.md` for the whole picture.
 
+pub mod auth;
 pub mod chat;
 pub mod client;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod logic;
 pub mod net;
 pub mod selftest;
 pub mod server;
+pub mod store;
 pub mod tls;
 pub mod transcript;
 pub mod ws;

@@ -117,6 +117,30 @@ struct ServeArgs {
     /// PEM private key of --tls-cert (PKCS#8, RSA or EC).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The database file that keeps users, persistent rooms, snaps and queued messages across
+    /// restarts (`:memory:` keeps nothing).
+    #[arg(long, value_name = "PATH", default_value = "websocket.db")]
+    data: String,
+    /// Memory per password hash, KiB (argon2id; more is slower to brute-force, and costs that
+    /// much RAM per hash running).
+    #[arg(long, value_name = "KIB", default_value_t = websocket::auth::Cost::DEFAULT.memory_kib)]
+    argon2_memory_kib: u32,
+    /// Passes over that memory per password hash.
+    #[arg(long, value_name = "N", default_value_t = websocket::auth::Cost::DEFAULT.iterations)]
+    argon2_iterations: u32,
+    /// Threads hashing passwords.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    hash_workers: usize,
+    /// Password hashes waiting or running at most; past it logins and registrations get
+    /// "Server busy; try again."
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    hash_queue: usize,
+    /// Messages queued for one offline user at most.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    offline_queue: usize,
+    /// Seconds a message queued for an offline user is kept.
+    #[arg(long, value_name = "SECS", default_value_t = 7 * 24 * 3600)]
+    offline_ttl: u64,
     /// A reverse proxy whose `X-Forwarded-For` header names the real client address in the
     /// logs (repeatable). The header is ignored from every other peer, which could forge it.
     #[arg(long = "trusted-proxy", value_name = "ADDR")]
@@ -145,6 +169,19 @@ impl ServeArgs {
             c.tls = Some(TlsFiles { cert, key });
         }
         c.trusted_proxies = self.trusted_proxy;
+        c.data = match self.data.as_str() {
+            ":memory:" => None,
+            path => Some(PathBuf::from(path)),
+        };
+        c.argon2 = websocket::auth::Cost {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: 1,
+        };
+        c.hash_workers = self.hash_workers.max(1);
+        c.limits.hash_queue = self.hash_queue.max(1);
+        c.limits.offline_queue = self.offline_queue;
+        c.limits.offline_ttl = self.offline_ttl;
         c
     }
 

@@ -417,6 +417,7 @@ const NET_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn loopback() -> Outcome {
     let mut config = Config::new(0, "pw");
+    config.data = None; // a self-test leaves no data file behind
     config.bind = Ipv4Addr::LOCALHOST.into();
     let server = Server::start(config).map_err(|e| format!("cannot start the server: {e}"))?;
     let addr = server.local_addr();
@@ -775,6 +776,7 @@ fn truncated_mapping() -> Result<*const User, String> {
 /// naming thread 'logic', never keep serving without it.
 fn panic_logic_thread() -> String {
     let mut config = Config::new(0, "pw");
+    config.data = None; // a self-test leaves no data file behind
     config.bind = Ipv4Addr::LOCALHOST.into();
     let server = match Server::start(config) {
         Ok(server) => server,

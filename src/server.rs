@@ -1,4 +1,5 @@
-//! Starting and stopping a server: binds the listener, spawns the net and logic threads.
+//! Starting and stopping a server: opens the store, binds the listener, spawns the threads (net,
+//! logic, store, password hashers).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -10,10 +11,14 @@ use crossbeam_channel::{Sender, unbounded};
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::auth::{self, Hasher};
+use crate::chat::{Chat, Snapshot};
 use crate::config::Config;
 use crate::crash;
 use crate::events::ToLogic;
+use crate::logic::{Logic, Workers};
 use crate::net::{Net, NetParts, WAKER};
+use crate::store::Store;
 use crate::tls::Tls;
 
 /// Pending connections the kernel holds for us: deep enough to absorb a reconnect storm.
@@ -24,23 +29,36 @@ pub struct Server {
     addr: SocketAddr,
     net: JoinHandle<()>,
     logic: JoinHandle<()>,
+    /// Ends once the logic thread is gone and everything it sent is committed.
+    store: Option<JoinHandle<()>>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     to_logic: Sender<Vec<ToLogic>>,
 }
 
 impl Server {
-    /// Binds the port and starts the threads. Fails (without starting anything) if the address
-    /// cannot be bound, e.g. because the port is in use, or if the TLS certificate or key
-    /// cannot be loaded (`ErrorKind::InvalidInput`, naming the file).
+    /// Opens the store, binds the port and starts the threads. Fails (without starting
+    /// anything) if the address cannot be bound, e.g. because the port is in use, or with
+    /// `ErrorKind::InvalidInput` and a one-line message naming the file if the TLS certificate
+    /// or key cannot be loaded, or the data file cannot be used (corrupt, unreadable, locked by
+    /// another server, read-only, disk full) or the argon2 cost is invalid.
     pub fn start(config: Config) -> io::Result<Server> {
         let config = Arc::new(config);
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
         let tls = config
             .tls
             .clone()
             .map(Tls::load)
             .transpose()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            .map_err(invalid)?;
+        let hasher = Hasher::new(config.argon2).map_err(invalid)?;
+        let (store, snapshot) = match &config.data {
+            Some(path) => {
+                let (store, snapshot) = Store::open(path).map_err(|e| invalid(e.0))?;
+                (Some(store), snapshot)
+            }
+            None => (None, Snapshot::default()),
+        };
         let listener = bind(SocketAddr::new(config.bind, config.port))?;
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
@@ -75,7 +93,25 @@ impl Server {
         started
             .recv()
             .map_err(|_| io::Error::other("net thread died while starting"))??;
-        let logic = crate::logic::Logic::new(config.server_password.as_bytes());
+        let (hash_tx, hash_rx) = unbounded();
+        auth::spawn_pool(config.hash_workers, hasher, hash_rx, to_logic.clone())?;
+        let (store_tx, store_thread) = match store {
+            Some(store) => {
+                let (tx, rx) = unbounded();
+                (Some(tx), Some(store.spawn(rx, to_logic.clone())?))
+            }
+            None => (None, None),
+        };
+        let chat = Chat::new(
+            config.server_password.as_bytes(),
+            config.limits.clone(),
+            snapshot,
+        );
+        let workers = Workers::Threads {
+            hashers: hash_tx,
+            store: store_tx,
+        };
+        let logic = Logic::with(chat, workers);
         let logic_waker = waker.clone();
         let logic = thread::Builder::new().name("logic".into()).spawn(move || {
             crash::thread_started();
@@ -85,6 +121,7 @@ impl Server {
             addr,
             net,
             logic,
+            store: store_thread,
             waker,
             stop,
             to_logic,
@@ -102,6 +139,11 @@ impl Server {
         // The net thread told the logic thread to stop; if it died instead, its channel closed.
         let _ = self.to_logic.send(vec![ToLogic::Shutdown]);
         let _ = self.logic.join();
+        // The logic thread dropped its end of the store's channel: the store commits what it
+        // was sent, then ends.
+        if let Some(store) = self.store {
+            let _ = store.join();
+        }
     }
 
     /// Graceful shutdown, as on SIGTERM: close 1001 to every client, then stop the threads.

@@ -350,6 +350,7 @@ pub fn run(steps: &[Step]) -> Result<(), String> {
                 ToNet::Send { to, frame } => (vec![to], None, decode(&frame)?),
                 ToNet::SendMany { to, except, frame } => (to.to_vec(), except, decode(&frame)?),
                 ToNet::Close { conn, code, .. } => (vec![conn], None, format!("<close {code}>")),
+                ToNet::Hold { conn, on } => (vec![conn], None, format!("<hold {on}>")),
             };
             for conn in to {
                 if Some(conn) == except || closed.contains(&conn) {

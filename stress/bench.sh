@@ -86,7 +86,7 @@ start_server() { # name port logfile
             local tls=()
             [ "$name" = ours-tls ] && tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
             taskset -c "$SERVER_CPU" "$ROOT/target/release/websocket" "$port" "$PASSWORD" \
-                --bind 127.0.0.1 --rate-limit 0 --max-outbound 67108864 "${tls[@]}" >"$logfile" 2>&1 &
+                --bind 127.0.0.1 --rate-limit 0 --max-outbound 67108864 --data :memory: "${tls[@]}" >"$logfile" 2>&1 &
             ;;
         uws) taskset -c "$SERVER_CPU" "$PEERS_TARGET/uws-chat" "$port" >"$logfile" 2>&1 & ;;
         fastws) taskset -c "$SERVER_CPU" "$PEERS_TARGET/release/fastws-chat" "$port" >"$logfile" 2>&1 & ;;

@@ -1,13 +1,16 @@
 //! User accounts: names, passwords, and who is logged in as whom.
 //!
-//! Passwords are held here as [`Secret`]s and compared in constant time. Durable storage and a
-//! slow hash come with the store; the methods here are the interface it will keep.
+//! Passwords exist only as argon2id hashes: checking or making one is work for the hashers, and
+//! every change to an account is committed by the store before it is acknowledged, so these
+//! commands park their connection (`pending.rs`) and finish in a continuation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 
 use super::conns::Identity;
-use super::{Answer, Chat, ChatError, ConnId, Dialect, Event, Secret, Sink, UserInfo};
+use super::durable::{Change, HashJob, StoredOffline, StoredUser};
+use super::pending::{Step, Then, Work};
+use super::{Answer, Chat, ChatError, ConnId, Dialect, Event, ReplyTo, Secret, Sink, UserInfo};
 
 /// Usernames that `register` accepts: 1 to 64 bytes, no control byte below 0x20.
 pub const NAME_LEN: std::ops::RangeInclusive<usize> = 1..=64;
@@ -21,7 +24,8 @@ pub const MAX_PATTERN: usize = 256;
 
 pub(super) struct User {
     pub name: String,
-    password: Secret,
+    /// The password as an argon2id PHC string; checked by the hashers, never here.
+    pub hash: String,
     /// Position in `Users::order`.
     seq: u64,
     /// The connections logged in as this user; empty means logged out.
@@ -35,8 +39,14 @@ pub(super) struct Users {
     order: BTreeMap<u64, u64>,
     by_name: HashMap<String, u64>,
     last_seq: u64,
-    /// The highest userid ever used: `register` takes the next, so none is reused.
+    /// The highest userid ever handed out: `register` takes the next, so none is reused.
     highest_id: u64,
+    /// Names and ids of users being created (waiting for a hash or a commit), so two requests
+    /// cannot both take them.
+    reserved_names: HashSet<String>,
+    reserved_ids: HashSet<u64>,
+    /// Users created and waiting for their commit, by id.
+    unborn: HashMap<u64, User>,
 }
 
 impl Users {
@@ -57,69 +67,95 @@ impl Users {
         self.order.values().map(|id| (*id, &self.by_id[id]))
     }
 
-    /// `adduser`: the admin picks the userid.
-    pub fn add(&mut self, id: u64, name: String, password: Secret) -> Result<(), ChatError> {
-        if self.by_id.contains_key(&id) {
+    /// Takes `name` for a user being created, or says it is taken.
+    pub fn reserve_name(&mut self, name: &str) -> Result<(), ChatError> {
+        if self.by_name.contains_key(name) || !self.reserved_names.insert(name.to_owned()) {
+            return Err(ChatError::NameTaken);
+        }
+        Ok(())
+    }
+
+    /// Gives up a name reservation (the creation failed).
+    pub fn release(&mut self, name: &str) {
+        self.reserved_names.remove(name);
+    }
+
+    /// Gives up an id reservation (the creation failed).
+    pub fn release_id(&mut self, id: u64) {
+        self.reserved_ids.remove(&id);
+    }
+
+    /// `adduser`'s checks: the admin picks the userid.
+    pub fn reserve(&mut self, id: u64, name: &str) -> Result<(), ChatError> {
+        if self.by_id.contains_key(&id) || self.reserved_ids.contains(&id) {
             return Err(ChatError::UseridInUse);
         }
-        if self.by_name.contains_key(&name) {
+        if self.by_name.contains_key(name) || self.reserved_names.contains(name) {
             return Err(ChatError::NameTaken);
         }
         if id == 0 {
             return Err(ChatError::UseridZero);
         }
-        self.insert(id, name, password);
+        self.reserved_ids.insert(id);
+        self.reserved_names.insert(name.to_owned());
         Ok(())
     }
 
-    /// `register`: checks the name and password rules and takes the next userid.
-    pub fn register(&mut self, name: String, password: Secret) -> Result<u64, ChatError> {
-        check_name(&name)?;
-        check_password(&password)?;
-        if self.by_name.contains_key(&name) {
-            return Err(ChatError::NameTaken);
-        }
-        let id = self.highest_id + 1;
-        self.insert(id, name, password);
-        Ok(id)
-    }
-
-    fn insert(&mut self, id: u64, name: String, password: Secret) {
+    /// Prepares a user for its commit: hands out its id (the next one unless given) and its
+    /// place in the order. The user exists once [`Users::born`] is called after the commit.
+    pub fn conceive(&mut self, id: Option<u64>, name: String, hash: String) -> StoredUser {
+        let id = id.unwrap_or(self.highest_id + 1);
         self.highest_id = self.highest_id.max(id);
         self.last_seq += 1;
-        self.order.insert(self.last_seq, id);
-        self.by_name.insert(name.clone(), id);
         let user = User {
-            name,
-            password,
+            name: name.clone(),
+            hash: hash.clone(),
             seq: self.last_seq,
             conns: BTreeSet::new(),
         };
+        self.unborn.insert(id, user);
+        StoredUser {
+            id,
+            seq: self.last_seq,
+            name,
+            hash,
+        }
+    }
+
+    /// The user's commit is done (`stored`) or failed: it exists now, or never will.
+    pub fn born(&mut self, id: u64, stored: bool) {
+        let Some(user) = self.unborn.remove(&id) else {
+            return;
+        };
+        self.reserved_ids.remove(&id);
+        self.reserved_names.remove(&user.name);
+        if stored {
+            self.insert(id, user);
+        }
+    }
+
+    fn insert(&mut self, id: u64, user: User) {
+        self.highest_id = self.highest_id.max(id);
+        self.last_seq = self.last_seq.max(user.seq);
+        self.order.insert(user.seq, id);
+        self.by_name.insert(user.name.clone(), id);
         self.by_id.insert(id, user);
     }
 
-    /// The userid whose name and password these are.
-    pub fn verify(&self, name: &str, password: &Secret) -> Option<u64> {
-        let id = self.id_of(name)?;
-        self.by_id[&id].password.matches(password).then_some(id)
+    /// A user loaded from the store.
+    pub fn restore(&mut self, stored: StoredUser) {
+        let user = User {
+            name: stored.name,
+            hash: stored.hash,
+            seq: stored.seq,
+            conns: BTreeSet::new(),
+        };
+        self.insert(stored.id, user);
     }
 
-    pub fn change_password(&mut self, id: u64, old: &Secret, new: Secret) -> Result<(), ChatError> {
-        let user = self.by_id.get_mut(&id).ok_or(ChatError::NotRegistered)?;
-        if !user.password.matches(old) {
-            return Err(ChatError::IncorrectLogin);
-        }
-        check_password(&new)?;
-        user.password = new;
-        Ok(())
-    }
-
-    /// Checks `password` before an account is deleted.
-    pub fn check_password_of(&self, id: u64, password: &Secret) -> Result<(), ChatError> {
-        match self.by_id.get(&id) {
-            Some(u) if u.password.matches(password) => Ok(()),
-            _ => Err(ChatError::IncorrectLogin),
-        }
+    /// The highest userid ever handed out, from the store.
+    pub fn restore_highest(&mut self, id: u64) {
+        self.highest_id = self.highest_id.max(id);
     }
 
     /// Removes a user; the caller has logged out its connections. The userid stays used.
@@ -153,20 +189,92 @@ impl Users {
 }
 
 impl Chat {
+    /// `login`: the password is checked by a hasher. An unknown name costs the same work as a
+    /// known one, so the reply's timing does not tell which names exist.
     pub(super) fn login(
         &mut self,
         conn: ConnId,
-        mid: u64,
+        re: &ReplyTo<'_>,
         name: &str,
-        password: &Secret,
+        password: Secret,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        let user = self
-            .users
-            .verify(name, password)
-            .ok_or(ChatError::IncorrectLogin)?;
+        let (user, job) = match self.users.id_of(name) {
+            Some(id) => {
+                let hash = self.users.get(id).expect("indexed").hash.clone();
+                (Some(id), HashJob::Verify { password, hash })
+            }
+            None => (None, HashJob::Decoy(password)),
+        };
+        let hash = match &job {
+            HashJob::Verify { hash, .. } => hash.clone(),
+            _ => String::new(),
+        };
+        self.park(
+            conn,
+            re,
+            Then::LoginVerified { user, hash },
+            Work::Hash(job),
+            out,
+        )
+    }
+
+    /// The password was checked; `user` is `None` when it was wrong (or the name unknown).
+    pub(super) fn login_verified(
+        &mut self,
+        step: Step,
+        user: Option<u64>,
+        hash: &str,
+        out: &mut dyn Sink,
+    ) {
+        // The account may have gone, or its password changed, while the hash was checked.
+        let user = user.filter(|&u| self.users.get(u).is_some_and(|u| u.hash == hash));
+        let (Some(user), Some(conn)) = (user, step.conn) else {
+            return self.finish(step, Err(ChatError::IncorrectLogin), out);
+        };
+        let mid = step.replier.as_ref().map_or(0, |r| r.mid());
         self.switch_identity(conn, mid, Identity::User(user), out);
-        Ok(self.logged_in(user))
+        let messages = self.offline.take(user, step.now, self.limits.offline_ttl);
+        if messages.is_empty() {
+            let answer = self.logged_in(user);
+            super::pending::reply(&step, Ok(answer), out);
+            return self.served(step, out);
+        }
+        // Handing the queued messages over is a change too: committed first, so a message is
+        // neither lost nor delivered twice (§10).
+        let ids = messages.iter().map(|m| m.id).collect();
+        let work = Work::Store(Change::DeleteOffline { ids });
+        self.repark(step, Then::LoginDelivered { user, messages }, work, out);
+    }
+
+    /// The queued messages left the store (or could not): reply, then hand them over.
+    pub(super) fn login_delivered(
+        &mut self,
+        step: Step,
+        user: u64,
+        messages: Vec<StoredOffline>,
+        stored: bool,
+        out: &mut dyn Sink,
+    ) {
+        let conn = step.conn;
+        if !stored || conn.is_none() {
+            // Not handed over: they stay queued for the next login.
+            self.offline.put_back(messages.clone());
+        }
+        let answer = self.logged_in(user);
+        super::pending::reply(&step, Ok(answer), out);
+        if let (true, Some(conn)) = (stored, conn) {
+            for m in &messages {
+                let event = Event::Offline {
+                    from: m.from,
+                    from_name: &m.from_name,
+                    sent: m.sent,
+                    text: &m.text,
+                };
+                self.tell_conns([conn], 0, &event, out);
+            }
+        }
+        self.served(step, out);
     }
 
     /// A JSON guest: a name without an account, unique among users and guests.
@@ -208,7 +316,7 @@ impl Chat {
     }
 
     /// The answer to a login: a fresh session id, who is online and which rooms exist.
-    fn logged_in(&mut self, user: u64) -> Answer<'_> {
+    pub(super) fn logged_in(&mut self, user: u64) -> Answer<'_> {
         self.last_session += 1;
         let session: String = (0..2)
             .map(|half| {
@@ -296,20 +404,63 @@ impl Chat {
         }
     }
 
+    /// `register`: the name and password rules, then a hash, then a commit.
     pub(super) fn register(
         &mut self,
+        conn: ConnId,
+        re: &ReplyTo<'_>,
         name: String,
         password: Secret,
+        out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        let user = self.users.register(name, password)?;
-        Ok(Answer::Registered { user })
+        check_name(&name)?;
+        check_password(&password)?;
+        self.users.reserve_name(&name)?;
+        let work = Work::Hash(HashJob::Hash(password));
+        let parked = self.park(
+            conn,
+            re,
+            Then::RegisterHashed { name: name.clone() },
+            work,
+            out,
+        );
+        if parked.is_err() {
+            self.users.release(&name);
+        }
+        parked
     }
 
+    pub(super) fn register_hashed(
+        &mut self,
+        step: Step,
+        name: String,
+        hash: String,
+        out: &mut dyn Sink,
+    ) {
+        let stored = self.users.conceive(None, name, hash);
+        let user = stored.id;
+        let work = Work::Store(Change::PutUser(stored));
+        self.repark(step, Then::RegisterStored { user }, work, out);
+    }
+
+    /// A new user's commit is done, or failed.
+    pub(super) fn user_stored(&mut self, user: u64, stored: bool) -> Result<(), ChatError> {
+        self.users.born(user, stored);
+        if stored {
+            Ok(())
+        } else {
+            Err(ChatError::StoreFailed)
+        }
+    }
+
+    /// `changepassword`: the old password is checked, then the new one hashed and committed.
     pub(super) fn change_password(
         &mut self,
         conn: ConnId,
-        old: &Secret,
+        re: &ReplyTo<'_>,
+        old: Secret,
         new: Secret,
+        out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let c = self.conns.get(conn).expect("open");
         let user = match c.identity {
@@ -319,17 +470,53 @@ impl Chat {
             }
             _ => return Err(ChatError::NotLoggedIn),
         };
-        self.users.change_password(user, old, new)?;
-        Ok(Answer::Done)
+        let hash = self
+            .users
+            .get(user)
+            .map(|u| u.hash.clone())
+            .unwrap_or_default();
+        let work = Work::Hash(HashJob::Verify {
+            password: old,
+            hash: hash.clone(),
+        });
+        self.park(
+            conn,
+            re,
+            Then::ChangeVerified { user, hash, new },
+            work,
+            out,
+        )
     }
 
-    /// Every connection of the user is logged out as by `logout(M,0)` and told; queued
-    /// messages and snaps of the user go with it; the userid is never given out again.
+    pub(super) fn change_verified(
+        &mut self,
+        step: Step,
+        user: u64,
+        ok: bool,
+        new: Secret,
+        out: &mut dyn Sink,
+    ) {
+        if !ok {
+            return self.finish(step, Err(ChatError::IncorrectLogin), out);
+        }
+        if let Err(e) = check_password(&new) {
+            return self.finish(step, Err(e), out);
+        }
+        self.repark(
+            step,
+            Then::ChangeHashed { user },
+            Work::Hash(HashJob::Hash(new)),
+            out,
+        );
+    }
+
+    /// `deleteaccount`: the password is checked, the deletion committed, then every connection
+    /// of the user is logged out as by `logout(M,0)` and told.
     pub(super) fn delete_account(
         &mut self,
         conn: ConnId,
-        mid: u64,
-        password: &Secret,
+        re: &ReplyTo<'_>,
+        password: Secret,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let user = self
@@ -337,7 +524,21 @@ impl Chat {
             .get(conn)
             .and_then(|c| c.user())
             .ok_or(ChatError::NotLoggedIn)?;
-        self.users.check_password_of(user, password)?;
+        let hash = self
+            .users
+            .get(user)
+            .map(|u| u.hash.clone())
+            .unwrap_or_default();
+        let work = Work::Hash(HashJob::Verify {
+            password,
+            hash: hash.clone(),
+        });
+        self.park(conn, re, Then::DeleteVerified { user, hash }, work, out)
+    }
+
+    /// A user's deletion is committed: its connections are logged out and told; messages
+    /// queued for it and snaps to or from it go too; the userid is never given out again.
+    pub(super) fn user_deleted(&mut self, user: u64, mid: u64, out: &mut dyn Sink) {
         let conns: Vec<ConnId> = self
             .users
             .get(user)
@@ -349,7 +550,7 @@ impl Chat {
         }
         self.users.remove(user);
         self.snaps.remove_user(user);
-        Ok(Answer::Done)
+        self.offline.remove_for(user);
     }
 
     pub(super) fn find_users(&self, pattern: &str) -> Result<Answer<'_>, ChatError> {
@@ -360,27 +561,62 @@ impl Chat {
         Ok(Answer::Found { total, users })
     }
 
+    /// `adduser`: the admin picks the userid; the password is hashed like everyone's.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn add_user(
         &mut self,
+        conn: ConnId,
+        re: &ReplyTo<'_>,
         id: u64,
         name: String,
         password: Secret,
         key: &Secret,
+        out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         self.check_server_password(key)?;
-        self.users.add(id, name, password)?;
-        Ok(Answer::Done)
+        self.users.reserve(id, &name)?;
+        let work = Work::Hash(HashJob::Hash(password));
+        let then = Then::AddUserHashed {
+            id,
+            name: name.clone(),
+        };
+        let parked = self.park(conn, re, then, work, out);
+        if parked.is_err() {
+            self.users.release(&name);
+            self.users.release_id(id);
+        }
+        parked
     }
 
-    pub(super) fn remove_user(&mut self, id: u64, key: &Secret) -> Result<Answer<'_>, ChatError> {
+    pub(super) fn add_user_hashed(
+        &mut self,
+        step: Step,
+        id: u64,
+        name: String,
+        hash: String,
+        out: &mut dyn Sink,
+    ) {
+        let stored = self.users.conceive(Some(id), name, hash);
+        let work = Work::Store(Change::PutUser(stored));
+        self.repark(step, Then::AddUserStored { user: id }, work, out);
+    }
+
+    /// `removeuser`: refused while the user is logged in; committed, then gone.
+    pub(super) fn remove_user(
+        &mut self,
+        conn: ConnId,
+        re: &ReplyTo<'_>,
+        id: u64,
+        key: &Secret,
+        out: &mut dyn Sink,
+    ) -> Result<Answer<'_>, ChatError> {
         self.check_server_password(key)?;
         let user = self.users.get(id).ok_or(ChatError::UserNotFound)?;
         if !user.conns.is_empty() {
             return Err(ChatError::UserLoggedIn);
         }
-        self.users.remove(id);
-        self.snaps.remove_user(id);
-        Ok(Answer::Done)
+        let work = Work::Store(Change::DeleteUser { id });
+        self.park(conn, re, Then::UserDeleted { user: id }, work, out)
     }
 
     pub(super) fn list_users(&self, status: u64, key: &Secret) -> Result<Answer<'_>, ChatError> {

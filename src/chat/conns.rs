@@ -3,6 +3,7 @@
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::pending::Queue;
 use super::{ConnId, Dialect, Recipients};
 
 /// Who a connection is.
@@ -26,6 +27,11 @@ pub(super) struct Conn {
     /// The rooms this connection is in; ordered by id, so leaving all of them goes in creation
     /// order.
     pub rooms: BTreeSet<u64>,
+    /// A request of this connection waits for a worker; later ones wait in `queue`.
+    pub busy: bool,
+    pub queue: Queue,
+    /// The net thread was told to stop reading this connection until `queue` is empty.
+    pub held: bool,
 }
 
 impl Conn {
@@ -62,6 +68,9 @@ impl Conns {
             identity,
             snaps_enabled: false,
             rooms: BTreeSet::new(),
+            busy: false,
+            queue: Queue::new(),
+            held: false,
         };
         self.by_id.insert(conn, c);
         self.by_client.insert(client, conn);

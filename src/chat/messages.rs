@@ -1,22 +1,29 @@
 //! Messages to people rather than rooms: private messages, broadcasts, invitations.
 
 use super::conns::Identity;
-use super::{Answer, Chat, ChatError, ConnId, Dialect, Event, RoomRef, Secret, Sink, Target};
+use super::{
+    Answer, Chat, ChatError, ConnId, Dialect, Event, ReplyTo, RoomRef, Secret, Sink, Target,
+};
 
 impl Chat {
     /// `sendto`: to every connection of a user, or to one connection by chatclientid.
     /// Room-URL connections speak only in their room, so they cannot be addressed.
+    /// A user with no connection gets the message queued (§10).
     pub(super) fn send_to(
-        &self,
+        &mut self,
         conn: ConnId,
-        mid: u64,
+        re: &ReplyTo<'_>,
         to: Target,
         text: &str,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let targets: Vec<ConnId> = match to {
-            Target::User(user) => {
-                let user = self.users.get(user).ok_or(ChatError::UserNotFound)?;
+            Target::User(id) => {
+                let user = self.users.get(id).ok_or(ChatError::UserNotFound)?;
+                if user.conns.is_empty() {
+                    return self.queue_offline(conn, re, id, text, now, out);
+                }
                 user.conns.iter().copied().collect()
             }
             Target::Client(client) => self
@@ -37,7 +44,7 @@ impl Chat {
             from: self.who(conn),
             text,
         };
-        self.tell_conns(targets, mid, &event, out);
+        self.tell_conns(targets, re.mid.unwrap_or(0), &event, out);
         Ok(Answer::Done)
     }
 

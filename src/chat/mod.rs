@@ -22,9 +22,12 @@
 
 mod accounts;
 mod conns;
+mod durable;
 mod intent;
 mod messages;
+mod offline;
 mod output;
+mod pending;
 mod rooms;
 mod secret;
 mod snaps;
@@ -32,15 +35,22 @@ mod snaps;
 use std::sync::Arc;
 
 pub use accounts::{MAX_FOUND, NAME_LEN, PASSWORD_LEN, wildcard_match};
+pub use durable::{
+    Change, HashJob, Hashed, Snapshot, StoredOffline, StoredRoom, StoredSnap, StoredUser,
+};
 pub use intent::{Intent, Kind, Request, Requires, RoomRef, Tag, Target};
 pub use output::{
     Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, RoomInfo, Sink, SnapInfo, UserInfo,
     Who,
 };
+pub use pending::MAX_QUEUED;
+pub use rooms::ROOM_ID_BLOCK;
 pub use secret::Secret;
 
 use accounts::Users;
 use conns::{Conns, Identity};
+use offline::Offline;
+use pending::Pending;
 use rooms::Rooms;
 use snaps::Snaps;
 
@@ -104,31 +114,80 @@ impl ReplyTo<'_> {
     }
 }
 
+/// The core's limits (each one a `Config` field and a flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Password hashes waiting or running at most; past it a login or a registration gets
+    /// "Server busy; try again." at once instead of queueing without bound.
+    pub hash_queue: usize,
+    /// Messages queued for one offline user at most (§10).
+    pub offline_queue: usize,
+    /// Seconds a queued message waits before it is dropped (§10).
+    pub offline_ttl: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            hash_queue: 256,
+            offline_queue: 1000,
+            offline_ttl: 7 * 24 * 3600,
+        }
+    }
+}
+
 /// All chat state. Only the logic thread touches it, so it needs no locks.
 pub struct Chat {
     server_password: Secret,
+    limits: Limits,
     conns: Conns,
     rooms: Rooms,
     users: Users,
     snaps: Snaps,
+    offline: Offline,
+    pending: Pending,
     /// Keys the session ids handed out at login, so they cannot be guessed from each other.
     sessions: std::hash::RandomState,
     last_session: u64,
 }
 
 impl Chat {
-    /// Empty state. `server_password` gates the admin commands (§3); it is only ever compared
-    /// in constant time and never logged.
-    pub fn new(server_password: &[u8]) -> Self {
-        Chat {
+    /// The state `snapshot` holds (empty for a fresh server). `server_password` gates the
+    /// admin commands (§3); it is only ever compared in constant time and never logged.
+    pub fn new(server_password: &[u8], limits: Limits, snapshot: Snapshot) -> Self {
+        let mut chat = Chat {
             server_password: Secret::new(server_password),
+            limits,
             conns: Conns::default(),
             rooms: Rooms::default(),
             users: Users::default(),
             snaps: Snaps::default(),
+            offline: Offline::default(),
+            pending: Pending::default(),
             sessions: std::hash::RandomState::new(),
             last_session: 0,
+        };
+        chat.restore(snapshot);
+        chat
+    }
+
+    fn restore(&mut self, snapshot: Snapshot) {
+        for user in snapshot.users {
+            self.users.restore(user);
         }
+        self.users.restore_highest(snapshot.last_user);
+        for room in snapshot.rooms {
+            self.rooms.restore(room);
+        }
+        self.rooms.restore_last(snapshot.last_room);
+        for snap in snapshot.snaps {
+            self.snaps.restore(snap);
+        }
+        self.snaps.restore_last(snapshot.last_snap);
+        for message in snapshot.offline {
+            self.offline.push(message);
+        }
+        self.offline.restore_last(snapshot.last_offline);
     }
 
     /// A connection completed its handshake.
@@ -147,7 +206,16 @@ impl Chat {
     }
 
     /// Applies one request of `conn` at unix time `now` (seconds): its events, then its reply.
+    /// While an earlier request of `conn` waits for a worker, this one waits behind it.
     pub fn request(&mut self, conn: ConnId, request: Request, now: u64, out: &mut dyn Sink) {
+        match self.conns.get(conn) {
+            None => {}
+            Some(c) if c.busy => self.enqueue(conn, request, out),
+            Some(_) => self.serve(conn, request, now, out),
+        }
+    }
+
+    fn serve(&mut self, conn: ConnId, request: Request, now: u64, out: &mut dyn Sink) {
         let Some(c) = self.conns.get(conn) else {
             return;
         };
@@ -168,9 +236,10 @@ impl Chat {
         };
         let intent = intent.and_then(|i| self.check(conn, &requires).map(|()| i));
         let result = match intent {
-            Ok(intent) => self.apply(conn, mid.unwrap_or(0), intent, now, &re, out),
+            Ok(intent) => self.apply(conn, intent, now, &re, out),
             Err(e) => Err(e),
         };
+        // A parked request answers `Silent` now (nothing is sent) and for real later.
         re.send(out, result);
     }
 
@@ -186,9 +255,10 @@ impl Chat {
         self.conns.remove(conn);
     }
 
-    /// Time-driven state: snaps past their deadline disappear.
-    pub fn tick(&mut self, now: u64) {
-        self.snaps.expire(now);
+    /// Time-driven state: snaps and queued messages past their time disappear.
+    pub fn tick(&mut self, now: u64, out: &mut dyn Sink) {
+        self.expire_snaps(now, out);
+        self.expire_offline(now, out);
     }
 
     fn check(&self, conn: ConnId, requires: &Requires) -> Result<(), ChatError> {
@@ -205,12 +275,12 @@ impl Chat {
     fn apply(
         &mut self,
         conn: ConnId,
-        mid: u64,
         intent: Intent,
         now: u64,
         re: &ReplyTo<'_>,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
+        let mid = re.mid.unwrap_or(0);
         match intent {
             Intent::CreateRoom {
                 name,
@@ -218,7 +288,7 @@ impl Chat {
                 answer,
                 key,
                 unique,
-            } => self.create_room(conn, mid, name, question, answer, &key, unique, out),
+            } => self.create_room(conn, re, name, question, answer, &key, unique, out),
             Intent::RoomDetails { room } => self.room_details(conn, room),
             Intent::ListRooms => Ok(self.room_list(conn)),
             Intent::RoomMembers { room } => self.room_members(conn, room),
@@ -226,27 +296,27 @@ impl Chat {
                 room,
                 leave_others,
                 answer,
-            } => self.join(conn, mid, &room, leave_others, &answer, out),
+            } => self.join(conn, re, &room, leave_others, answer, out),
             Intent::Leave { room } => self.leave(conn, mid, &room, out),
             Intent::Say { room, text } => self.say(conn, mid, &room, &text, out),
             Intent::SayHere { text } => self.say_here(conn, &text, out),
-            Intent::RemoveRoom { room, key } => self.remove_room(mid, room, &key, out),
-            Intent::Login { name, password } => self.login(conn, mid, &name, &password, out),
+            Intent::RemoveRoom { room, key } => self.remove_room(conn, re, room, &key, out),
+            Intent::Login { name, password } => self.login(conn, re, &name, password, out),
             Intent::GuestLogin { name } => self.guest_login(conn, mid, name, out),
             Intent::Logout { disconnect } => self.logout(conn, mid, disconnect, out),
-            Intent::Register { name, password } => self.register(name, password),
-            Intent::ChangePassword { old, new } => self.change_password(conn, &old, new),
-            Intent::DeleteAccount { password } => self.delete_account(conn, mid, &password, out),
+            Intent::Register { name, password } => self.register(conn, re, name, password, out),
+            Intent::ChangePassword { old, new } => self.change_password(conn, re, old, new, out),
+            Intent::DeleteAccount { password } => self.delete_account(conn, re, password, out),
             Intent::FindUsers { pattern } => self.find_users(&pattern),
             Intent::AddUser {
                 id,
                 name,
                 password,
                 key,
-            } => self.add_user(id, name, password, &key),
-            Intent::RemoveUser { id, key } => self.remove_user(id, &key),
+            } => self.add_user(conn, re, id, name, password, &key, out),
+            Intent::RemoveUser { id, key } => self.remove_user(conn, re, id, &key, out),
             Intent::ListUsers { status, key } => self.list_users(status, &key),
-            Intent::SendTo { to, text } => self.send_to(conn, mid, to, &text, out),
+            Intent::SendTo { to, text } => self.send_to(conn, re, to, &text, now, out),
             Intent::Broadcast { key, text } => self.broadcast(conn, mid, &key, &text, out),
             Intent::Invite { room, invitee } => self.invite(conn, &room, &invitee, out),
             Intent::SendSnap {
@@ -254,9 +324,9 @@ impl Chat {
                 expire,
                 readtime,
                 text,
-            } => self.send_snap(conn, to, expire, readtime, text, now, re, out),
+            } => self.send_snap(conn, re, to, expire, readtime, text, now, out),
             Intent::GetSnaps => self.get_snaps(conn, now, re, out),
-            Intent::ReadSnap { snap } => self.read_snap(conn, snap, now, out),
+            Intent::ReadSnap { snap } => self.read_snap(conn, re, snap, now, out),
             Intent::Nop => Ok(Answer::Silent),
         }
     }

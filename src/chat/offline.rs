@@ -36,7 +36,10 @@ impl Offline {
     pub fn push(&mut self, message: StoredOffline) {
         self.last_id = self.last_id.max(message.id);
         self.by_age.insert((message.sent, message.id, message.to));
-        self.queues.entry(message.to).or_default().push_back(message);
+        self.queues
+            .entry(message.to)
+            .or_default()
+            .push_back(message);
     }
 
     /// Takes every message queued for `user`, oldest first, except those older than `ttl`.
@@ -106,7 +109,10 @@ impl Chat {
         if self.offline.len(to) >= self.limits.offline_queue {
             return Err(ChatError::QueueFull);
         }
-        let from_name = self.users.get(from).map_or_else(String::new, |u| u.name.clone());
+        let from_name = self
+            .users
+            .get(from)
+            .map_or_else(String::new, |u| u.name.clone());
         let message = StoredOffline {
             id: self.offline.next_id(),
             to,

@@ -2,6 +2,7 @@
 //! and closes. The logic thread routes each [`Effect`] to its sink (today the renderers that
 //! feed the net thread); a new sink is one more variant here and one more channel there.
 
+use super::durable::{Change, HashJob};
 use super::{ConnId, Kind, Recipients, Tag};
 
 /// How a connection talks. The core uses it to split audiences, so that each event is rendered
@@ -51,6 +52,14 @@ pub enum Effect<'a> {
     },
     /// End the connection after what was already sent to it.
     Close { conn: ConnId, why: Farewell },
+    /// Commit a change; the store answers `ticket` (see `Chat::stored`). Changes are committed
+    /// in the order they are emitted.
+    Persist { ticket: u64, change: Change },
+    /// Hash or check a password; a hasher answers `ticket` (see `Chat::hashed`).
+    Hash { ticket: u64, job: HashJob },
+    /// Stop reading `conn` (`on`), or start again: its requests pile up behind one that waits
+    /// for a worker, and the client should feel that as backpressure, not as memory use here.
+    Hold { conn: ConnId, on: bool },
 }
 
 /// The connection whose request caused an event.
@@ -68,6 +77,9 @@ pub enum Farewell {
     LoggedOut,
     /// The room a room-URL connection lives in was removed.
     RoomRemoved,
+    /// It kept sending while its requests waited for the server, past any reasonable
+    /// pipeline, or the server could not make it a room.
+    TooManyWaiting,
 }
 
 /// Where the effects of one step go. Implemented by the logic thread's router, and by tests.
@@ -181,6 +193,13 @@ pub enum Event<'a> {
         user: u64,
     },
     Snap(SnapInfo<'a>),
+    /// A message queued while the user was offline, handed over at login.
+    Offline {
+        from: u64,
+        from_name: &'a str,
+        sent: u64,
+        text: &'a str,
+    },
 }
 
 /// A successful answer. Variants that confirm something the requester was also told as an
@@ -224,6 +243,8 @@ pub enum Answer<'a> {
     SnapSent {
         snap: u64,
     },
+    /// The recipient is offline: the message waits for them.
+    Queued,
 }
 
 /// Why a request was refused. A value, not wording: each dialect words it (and some word it
@@ -263,4 +284,10 @@ pub enum ChatError {
     WrongAnswer,
     SnapNotFound,
     NotYourSnap,
+    /// The server cannot take this on now (the password hashers are swamped); try again.
+    Busy,
+    /// The store could not commit the change, so it did not happen.
+    StoreFailed,
+    /// The recipient's offline queue is full.
+    QueueFull,
 }

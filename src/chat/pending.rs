@@ -13,33 +13,75 @@ use super::{
     Answer, Chat, ChatError, ConnId, Dialect, Effect, Kind, ReplyTo, Request, Secret, Sink, Tag,
 };
 
-/// Requests a connection may have waiting behind a parked one. Past it the connection is
-/// closed: a client that pipelines that much while its last request waits is not a chat client.
-pub const MAX_QUEUED: usize = 256;
+/// Requests waiting behind a parked one at which the connection stops being read (TCP then
+/// pushes back on the client), until its queue is empty again.
+pub const HOLD_AT: usize = 64;
+/// Requests a connection may have waiting at most: only what the net thread had already read
+/// when the hold began can get past [`HOLD_AT`], so a connection that gets here anyway is
+/// closed.
+pub const MAX_QUEUED: usize = 4096;
 
 /// What to do when the worker answers.
 pub(super) enum Then {
-    RegisterHashed { name: String },
-    RegisterStored { user: u64 },
-    AddUserHashed { id: u64, name: String },
-    AddUserStored { user: u64 },
-    LoginVerified { user: Option<u64>, hash: String },
-    LoginDelivered { user: u64, messages: Vec<StoredOffline> },
-    ChangeVerified { user: u64, hash: String, new: Secret },
-    ChangeHashed { user: u64 },
-    ChangeStored { user: u64, hash: String },
-    DeleteVerified { user: u64, hash: String },
-    UserDeleted { user: u64 },
+    RegisterHashed {
+        name: String,
+    },
+    RegisterStored {
+        user: u64,
+    },
+    AddUserHashed {
+        id: u64,
+        name: String,
+    },
+    AddUserStored {
+        user: u64,
+    },
+    LoginVerified {
+        user: Option<u64>,
+        hash: String,
+    },
+    LoginDelivered {
+        user: u64,
+        messages: Vec<StoredOffline>,
+    },
+    ChangeVerified {
+        user: u64,
+        hash: String,
+        new: Secret,
+    },
+    ChangeHashed {
+        user: u64,
+    },
+    ChangeStored {
+        user: u64,
+        hash: String,
+    },
+    DeleteVerified {
+        user: u64,
+        hash: String,
+    },
+    UserDeleted {
+        user: u64,
+    },
     RoomHashed(NewRoom),
     RoomStored(NewRoom),
-    RoomDeleted { room: u64 },
-    JoinVerified { room: u64, leave_others: bool },
+    RoomDeleted {
+        room: u64,
+    },
+    JoinVerified {
+        room: u64,
+        leave_others: bool,
+    },
     SnapStored(StoredSnap),
-    SnapRead { snap: u64 },
+    SnapRead {
+        snap: u64,
+    },
     Queued(StoredOffline),
     /// No request waits: a change made on the server's own account (an expiry).
     Nothing,
-    RoomsReserved { up_to: u64 },
+    RoomsReserved {
+        up_to: u64,
+    },
 }
 
 /// A persistent room on its way to the store.
@@ -152,6 +194,10 @@ impl Chat {
             return;
         }
         c.queue.push_back(request);
+        if c.queue.len() == HOLD_AT && !c.held {
+            c.held = true;
+            out.emit(Effect::Hold { conn, on: true });
+        }
     }
 
     /// A password hasher answered.
@@ -161,13 +207,25 @@ impl Chat {
     }
 
     /// The store committed (or failed to commit) a change.
-    pub fn stored(&mut self, ticket: u64, result: Result<(), String>, now: u64, out: &mut dyn Sink) {
+    pub fn stored(
+        &mut self,
+        ticket: u64,
+        result: Result<(), String>,
+        now: u64,
+        out: &mut dyn Sink,
+    ) {
         let result = result.map(|()| Hashed::Verified(true));
         self.resume(ticket, result, now, out);
     }
 
     /// Runs the continuation of `ticket`. `Err` is a store failure.
-    fn resume(&mut self, ticket: u64, result: Result<Hashed, String>, now: u64, out: &mut dyn Sink) {
+    fn resume(
+        &mut self,
+        ticket: u64,
+        result: Result<Hashed, String>,
+        now: u64,
+        out: &mut dyn Sink,
+    ) {
         let Some(Parked { conn, then }) = self.pending.waiting.remove(&ticket) else {
             return;
         };
@@ -178,11 +236,7 @@ impl Chat {
         // A connection that closed meanwhile still gets its durable change applied (it is on
         // disk now); only the replies and its own part are skipped.
         let conn = conn.filter(|&c| self.conns.get(c).is_some());
-        let step = Step {
-            conn,
-            replier,
-            now,
-        };
+        let step = Step { conn, replier, now };
         self.continue_with(then, result, step, out);
     }
 
@@ -216,11 +270,7 @@ impl Chat {
         if let Err(e) = self.park_replier(parked, then, work, out) {
             // Only hashing can be refused, and only when the hashers are swamped.
             let replier = None;
-            let step = Step {
-                conn,
-                replier,
-                now,
-            };
+            let step = Step { conn, replier, now };
             self.finish(step, Err(e), out);
         }
     }
@@ -233,6 +283,10 @@ impl Chat {
             };
             c.busy = false;
             let Some(request) = c.queue.pop_front() else {
+                if c.held {
+                    c.held = false;
+                    out.emit(Effect::Hold { conn, on: false });
+                }
                 return;
             };
             self.serve(conn, request, now, out);

@@ -3,16 +3,22 @@
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::durable::{Change, HashJob, StoredRoom};
+use super::pending::{NewRoom, Step, Then, Work};
 use super::{
-    Answer, Chat, ChatError, ConnId, Dialect, Event, Farewell, Recipients, RoomInfo, RoomRef,
-    Secret, Sink, Who,
+    Answer, Chat, ChatError, ConnId, Dialect, Event, Farewell, Recipients, ReplyTo, RoomInfo,
+    RoomRef, Secret, Sink, Who,
 };
+
+/// Chatroomids reserved in the store at a time. Temporary rooms are not stored, but their ids
+/// must not come back after a restart: ids are handed out only below a committed reservation,
+/// which is renewed well before it runs out.
+pub const ROOM_ID_BLOCK: u64 = 1024;
 
 pub(super) struct Room {
     pub name: String,
     pub question: String,
-    /// Empty when the room needs no answer.
-    pub answer: Secret,
+    pub answer: Key,
     /// Deleted when its last member leaves (created without the server password).
     pub temporary: bool,
     pub members: Members,
@@ -26,9 +32,28 @@ impl Room {
             name: &self.name,
             question: &self.question,
             member: self.members.contains(viewer),
-            needs_answer: !self.answer.is_empty(),
+            needs_answer: !matches!(self.answer, Key::None),
             temporary: self.temporary,
             count: self.members.len(),
+        }
+    }
+}
+
+/// What joining a room takes.
+pub(super) enum Key {
+    None,
+    /// The answer, held in memory since the room was made in this run.
+    Clear(Secret),
+    /// Only the answer's argon2id hash, as stored: a hasher checks it.
+    Hashed(String),
+}
+
+impl Key {
+    fn new(answer: Secret) -> Key {
+        if answer.is_empty() {
+            Key::None
+        } else {
+            Key::Clear(answer)
         }
     }
 }
@@ -113,6 +138,10 @@ pub(super) struct Rooms {
     by_id: BTreeMap<u64, Room>,
     by_name: HashMap<String, BTreeSet<u64>>,
     last_id: u64,
+    /// Ids up to this one are reserved in the store and may be handed out.
+    reserved: u64,
+    /// A renewal of the reservation is on its way to the store.
+    renewing: bool,
 }
 
 impl Rooms {
@@ -134,10 +163,41 @@ impl Rooms {
         ids.iter().copied().find(|id| accept(&self.by_id[id]))
     }
 
-    /// Adds a room (with no members yet) and returns its id.
-    pub fn add(&mut self, name: String, question: String, answer: Secret, temporary: bool) -> u64 {
+    /// Hands out the next chatroomid, if it is below the committed reservation.
+    pub fn next_id(&mut self) -> Result<u64, ChatError> {
+        if self.last_id >= self.reserved {
+            return Err(ChatError::Busy);
+        }
         self.last_id += 1;
-        let id = self.last_id;
+        Ok(self.last_id)
+    }
+
+    /// The reservation to ask the store for, when the current one is half used.
+    pub fn renewal(&mut self) -> Option<u64> {
+        if self.renewing || self.reserved - self.last_id > ROOM_ID_BLOCK / 2 {
+            return None;
+        }
+        self.renewing = true;
+        Some(self.reserved + ROOM_ID_BLOCK)
+    }
+
+    /// The store committed a reservation.
+    pub fn reserved(&mut self, up_to: u64) {
+        self.reserved = self.reserved.max(up_to);
+        self.renewing = false;
+    }
+
+    /// At start: ids up to `last` may have been handed out before, and the store has
+    /// reserved the next [`ROOM_ID_BLOCK`] for this run (`Store::open` commits that before the
+    /// server starts; without a store nothing outlives the process anyway).
+    pub fn restore_last(&mut self, last: u64) {
+        self.last_id = self.last_id.max(last);
+        self.reserved = self.last_id + ROOM_ID_BLOCK;
+    }
+
+    /// Adds a room with id `id` (from [`Rooms::next_id`]), with no members yet.
+    pub fn add(&mut self, id: u64, name: String, question: String, answer: Key, temporary: bool) {
+        self.last_id = self.last_id.max(id);
         self.by_name.entry(name.clone()).or_default().insert(id);
         let room = Room {
             name,
@@ -147,7 +207,15 @@ impl Rooms {
             members: Members::default(),
         };
         self.by_id.insert(id, room);
-        id
+    }
+
+    /// A persistent room loaded from the store.
+    pub fn restore(&mut self, stored: StoredRoom) {
+        let answer = match stored.answer {
+            Some(hash) => Key::Hashed(hash),
+            None => Key::None,
+        };
+        self.add(stored.id, stored.name, stored.question, answer, false);
     }
 
     pub fn remove(&mut self, id: u64) -> Option<Room> {
@@ -181,11 +249,13 @@ impl Chat {
         }
     }
 
+    /// `addchatroom` and JSON `create_room`. A temporary room is made at once; a persistent
+    /// one (the server password given) is committed first, its answer only as a hash.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn create_room(
         &mut self,
         conn: ConnId,
-        mid: u64,
+        re: &ReplyTo<'_>,
         name: String,
         question: String,
         answer: Secret,
@@ -196,11 +266,67 @@ impl Chat {
         if unique && self.rooms.first_named(&name, |_| true).is_some() {
             return Err(ChatError::RoomExists);
         }
-        let temporary = !self.server_password.matches(key);
-        let room = self.rooms.add(name, question, answer, temporary);
-        self.add_member(conn, room);
-        self.announce_room(conn, room, mid, out);
-        Ok(self.in_room(room))
+        let id = self.room_id(out)?;
+        if !self.server_password.matches(key) {
+            self.rooms.add(id, name, question, Key::new(answer), true);
+            self.add_member(conn, id);
+            self.announce_room(conn, id, re.mid.unwrap_or(0), out);
+            return Ok(self.in_room(id));
+        }
+        let room = NewRoom {
+            id,
+            name,
+            question,
+            answer,
+            answer_hash: None,
+        };
+        if room.answer.is_empty() {
+            let work = Work::Store(stored_room(&room));
+            return self.park(conn, re, Then::RoomStored(room), work, out);
+        }
+        let work = Work::Hash(HashJob::Hash(room.answer.clone()));
+        self.park(conn, re, Then::RoomHashed(room), work, out)
+    }
+
+    /// The next chatroomid, renewing the reservation in the store when it runs low.
+    fn room_id(&mut self, out: &mut dyn Sink) -> Result<u64, ChatError> {
+        if let Some(up_to) = self.rooms.renewal() {
+            self.background(
+                Then::RoomsReserved { up_to },
+                Change::ReserveRooms { up_to },
+                out,
+            );
+        }
+        self.rooms.next_id()
+    }
+
+    /// A persistent room's answer is hashed: commit the room.
+    pub(super) fn store_room(&mut self, step: Step, room: NewRoom, out: &mut dyn Sink) {
+        let work = Work::Store(stored_room(&room));
+        self.repark(step, Then::RoomStored(room), work, out);
+    }
+
+    /// A persistent room is committed: it exists, with its creator in it if still connected.
+    pub(super) fn room_stored(
+        &mut self,
+        step: Step,
+        room: NewRoom,
+        stored: bool,
+        out: &mut dyn Sink,
+    ) {
+        if !stored {
+            return self.finish(step, Err(ChatError::StoreFailed), out);
+        }
+        let id = room.id;
+        self.rooms
+            .add(id, room.name, room.question, Key::new(room.answer), false);
+        let Some(conn) = step.conn else {
+            return self.finish(step, Ok(Answer::Silent), out);
+        };
+        self.add_member(conn, id);
+        let mid = step.replier.as_ref().map_or(0, |r| r.mid());
+        self.announce_room(conn, id, mid, out);
+        self.finish_in_room(step, id, out);
     }
 
     /// Tells every connection that sees the room list about a new room; the creator sees it
@@ -219,10 +345,20 @@ impl Chat {
     /// A room-URL connection joins the first room named `name` that needs no answer (it
     /// cannot give one), or creates a temporary room of that name.
     pub(super) fn enter_by_url(&mut self, conn: ConnId, name: String, out: &mut dyn Sink) {
-        match self.rooms.first_named(&name, |r| r.answer.is_empty()) {
+        match self
+            .rooms
+            .first_named(&name, |r| matches!(r.answer, Key::None))
+        {
             Some(room) => self.enter(conn, room, 0, out),
             None => {
-                let room = self.rooms.add(name, String::new(), Secret::default(), true);
+                let Ok(room) = self.room_id(out) else {
+                    out.emit(super::Effect::Close {
+                        conn,
+                        why: Farewell::TooManyWaiting,
+                    });
+                    return;
+                };
+                self.rooms.add(room, name, String::new(), Key::None, true);
                 self.add_member(conn, room);
                 self.announce_room(conn, room, 0, out);
                 self.announce_member(conn, room, 0, out);
@@ -233,10 +369,10 @@ impl Chat {
     pub(super) fn join(
         &mut self,
         conn: ConnId,
-        mid: u64,
+        re: &ReplyTo<'_>,
         room: &RoomRef,
         leave_others: bool,
-        answer: &Secret,
+        answer: Secret,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let room = self.resolve(room)?;
@@ -244,14 +380,67 @@ impl Chat {
         if r.members.contains(conn) {
             return Err(ChatError::AlreadyMember);
         }
-        if !r.answer.is_empty() && !r.answer.matches(answer) {
-            return Err(ChatError::WrongAnswer);
+        match &r.answer {
+            Key::None => {}
+            Key::Clear(secret) if secret.matches(&answer) => {}
+            Key::Clear(_) => return Err(ChatError::WrongAnswer),
+            Key::Hashed(hash) => {
+                let work = Work::Hash(HashJob::Verify {
+                    password: answer,
+                    hash: hash.clone(),
+                });
+                let then = Then::JoinVerified { room, leave_others };
+                return self.park(conn, re, then, work, out);
+            }
         }
+        let mid = re.mid.unwrap_or(0);
         if leave_others {
             self.leave_all(conn, mid, true, out);
         }
         self.enter(conn, room, mid, out);
         Ok(self.in_room(room))
+    }
+
+    /// A stored room's answer was checked.
+    pub(super) fn join_verified(
+        &mut self,
+        step: Step,
+        room: u64,
+        leave_others: bool,
+        ok: bool,
+        out: &mut dyn Sink,
+    ) {
+        let Some(conn) = step.conn else {
+            return self.finish(step, Ok(Answer::Silent), out);
+        };
+        // The room may have gone, or the connection joined it another way, meanwhile.
+        let result = match self.rooms.get(room) {
+            None => Err(ChatError::RoomNotFound),
+            Some(r) if r.members.contains(conn) => Err(ChatError::AlreadyMember),
+            Some(_) if !ok => Err(ChatError::WrongAnswer),
+            Some(_) => Ok(()),
+        };
+        if let Err(e) = result {
+            return self.finish(step, Err(e), out);
+        }
+        let mid = step.replier.as_ref().map_or(0, |r| r.mid());
+        if leave_others {
+            self.leave_all(conn, mid, true, out);
+        }
+        self.enter(conn, room, mid, out);
+        self.finish_in_room(step, room, out);
+    }
+
+    /// Finishes with the room's name and members as the answer.
+    fn finish_in_room(&mut self, step: Step, room: u64, out: &mut dyn Sink) {
+        let r = self.rooms.get(room).expect("exists");
+        let members: Vec<Who<'_>> = r.members.iter().map(|m| self.who(m)).collect();
+        let answer = Answer::InRoom {
+            name: &r.name,
+            members,
+        };
+        super::pending::reply(&step, Ok(answer), out);
+        self.served(step, out);
     }
 
     pub(super) fn leave(
@@ -328,18 +517,22 @@ impl Chat {
         Ok(Answer::Members { room, members })
     }
 
+    /// `removechatroom`: a persistent room's removal is committed first.
     pub(super) fn remove_room(
         &mut self,
-        mid: u64,
+        conn: ConnId,
+        re: &ReplyTo<'_>,
         room: u64,
         key: &Secret,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         self.check_server_password(key)?;
-        if self.rooms.get(room).is_none() {
-            return Err(ChatError::RoomNotFound);
+        let r = self.rooms.get(room).ok_or(ChatError::RoomNotFound)?;
+        if !r.temporary {
+            let work = Work::Store(Change::DeleteRoom { id: room });
+            return self.park(conn, re, Then::RoomDeleted { room }, work, out);
         }
-        self.delete_room(room, mid, out);
+        self.delete_room(room, re.mid.unwrap_or(0), out);
         Ok(Answer::Done)
     }
 
@@ -431,7 +624,7 @@ impl Chat {
     /// Removes a room and tells everyone who sees the room list. Members still inside (only
     /// when an admin removes it) are taken out silently; room-URL members, who have nowhere
     /// else to be, are disconnected.
-    fn delete_room(&mut self, room: u64, mid: u64, out: &mut dyn Sink) {
+    pub(super) fn delete_room(&mut self, room: u64, mid: u64, out: &mut dyn Sink) {
         let Some(r) = self.rooms.remove(room) else {
             return;
         };
@@ -450,5 +643,15 @@ impl Chat {
             name: &r.name,
         };
         self.tell_everyone(true, None, mid, &event, out);
+    }
+}
+
+/// How the store keeps a persistent room.
+fn stored_room(room: &NewRoom) -> Change {
+    Change::PutRoom {
+        id: room.id,
+        name: room.name.clone(),
+        question: room.question.clone(),
+        answer: room.answer_hash.clone(),
     }
 }

@@ -18,6 +18,11 @@ impl Secret {
         self.0.is_empty()
     }
 
+    /// The bytes, for the one place that must see them: the password hasher.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Length in bytes, for the password-length rule of `register`.
     pub fn len(&self) -> usize {
         self.0.len()

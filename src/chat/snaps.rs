@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::durable::{Change, StoredSnap};
+use super::pending::{Step, Then, Work};
 use super::{Answer, Chat, ChatError, ConnId, Event, ReplyTo, Sink, SnapInfo};
 
 pub(super) struct Snap {
@@ -48,16 +50,52 @@ pub(super) struct Snaps {
 }
 
 impl Snaps {
-    pub fn add(&mut self, snap: Snap) -> u64 {
+    /// The next snapid; ids are never handed out twice, even after a restart.
+    pub fn next_id(&mut self) -> u64 {
         self.last_id += 1;
-        let id = self.last_id;
+        self.last_id
+    }
+
+    /// After a restart: the highest snapid ever handed out.
+    pub fn restore_last(&mut self, last: u64) {
+        self.last_id = self.last_id.max(last);
+    }
+
+    pub fn insert(&mut self, id: u64, snap: Snap) {
+        self.last_id = self.last_id.max(id);
         self.by_user.entry(snap.from).or_default().insert(id);
         self.by_user.entry(snap.to).or_default().insert(id);
         if let Some(d) = snap.deadline {
             self.deadlines.insert((d, id));
         }
         self.by_id.insert(id, snap);
-        id
+    }
+
+    /// A snap as the store keeps it, and back.
+    pub fn stored(id: u64, snap: &Snap) -> StoredSnap {
+        StoredSnap {
+            id,
+            from: snap.from,
+            to: snap.to,
+            sent: snap.sent,
+            received: snap.received,
+            readtime: snap.readtime,
+            deadline: snap.deadline,
+            text: snap.text.clone(),
+        }
+    }
+
+    pub fn restore(&mut self, s: StoredSnap) {
+        let snap = Snap {
+            from: s.from,
+            to: s.to,
+            sent: s.sent,
+            received: s.received,
+            readtime: s.readtime,
+            deadline: s.deadline,
+            text: s.text,
+        };
+        self.insert(s.id, snap);
     }
 
     pub fn get(&self, id: u64) -> Option<&Snap> {
@@ -70,20 +108,25 @@ impl Snaps {
         self.by_id.get(&id).filter(|s| s.live(now))
     }
 
-    /// Stamps the recipient's first read at `now` and brings the deadline forward to `readtime`
-    /// from now.
+    /// The deadline a first read at `now` gives: `readtime` from now, unless the snap expires
+    /// sooner anyway.
+    pub fn deadline_after_read(&self, id: u64, now: u64) -> Option<u64> {
+        let snap = self.by_id.get(&id)?;
+        let deadline = now.saturating_add(snap.readtime);
+        Some(snap.deadline.map_or(deadline, |d| d.min(deadline)))
+    }
+
+    /// Stamps the recipient's first read at `now` and sets the deadline it brings.
     pub fn mark_read(&mut self, id: u64, now: u64) {
-        let Some(snap) = self.by_id.get_mut(&id) else {
+        let Some(deadline) = self.deadline_after_read(id, now) else {
             return;
         };
+        let snap = self.by_id.get_mut(&id).expect("just found");
         snap.received = now;
-        let deadline = now.saturating_add(snap.readtime);
-        if snap.deadline.is_none_or(|d| deadline < d) {
-            if let Some(old) = snap.deadline.replace(deadline) {
-                self.deadlines.remove(&(old, id));
-            }
-            self.deadlines.insert((deadline, id));
+        if let Some(old) = snap.deadline.replace(deadline) {
+            self.deadlines.remove(&(old, id));
         }
+        self.deadlines.insert((deadline, id));
     }
 
     fn remove(&mut self, id: u64) {
@@ -103,14 +146,17 @@ impl Snaps {
         }
     }
 
-    /// Removes every snap whose deadline has come.
-    pub fn expire(&mut self, now: u64) {
+    /// Removes every snap whose deadline has come; returns their ids.
+    pub fn expire(&mut self, now: u64) -> Vec<u64> {
+        let mut gone = Vec::new();
         while let Some(&(deadline, id)) = self.deadlines.first() {
             if deadline > now {
                 break;
             }
             self.remove(id);
+            gone.push(id);
         }
+        gone
     }
 
     /// Removes every snap to or from `user`, so a later user given the same userid cannot
@@ -129,16 +175,17 @@ impl Snaps {
 }
 
 impl Chat {
+    /// `sendsnap`: committed, then `snap_sent` and the snap to the recipient's connections.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn send_snap(
         &mut self,
         conn: ConnId,
+        re: &ReplyTo<'_>,
         to: u64,
         expire: u64,
         readtime: u64,
         text: String,
         now: u64,
-        re: &ReplyTo<'_>,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let from = self
@@ -146,7 +193,8 @@ impl Chat {
             .get(conn)
             .and_then(|c| c.user())
             .ok_or(ChatError::NotLoggedIn)?;
-        let snap = self.snaps.add(Snap {
+        let id = self.snaps.next_id();
+        let snap = Snap {
             from,
             to,
             sent: now,
@@ -154,12 +202,29 @@ impl Chat {
             readtime,
             deadline: (expire != 0).then(|| now.saturating_add(expire)),
             text,
-        });
-        let event = Event::Snap(self.snaps.get(snap).expect("just added").info(snap));
-        // The reply comes first: the sender learns the id before anyone sees the snap.
-        re.send(out, Ok(Answer::SnapSent { snap }));
+        };
+        let stored = Snaps::stored(id, &snap);
+        let work = Work::Store(Change::PutSnap(stored.clone()));
+        self.park(conn, re, Then::SnapStored(stored), work, out)
+    }
+
+    pub(super) fn snap_stored(
+        &mut self,
+        step: Step,
+        stored: StoredSnap,
+        ok: bool,
+        out: &mut dyn Sink,
+    ) {
+        if !ok {
+            return self.finish(step, Err(ChatError::StoreFailed), out);
+        }
+        let (id, to) = (stored.id, stored.to);
+        self.snaps.restore(stored);
+        // The sender learns the id before anyone sees the snap.
+        super::pending::reply(&step, Ok(Answer::SnapSent { snap: id }), out);
+        let event = Event::Snap(self.snaps.get(id).expect("just added").info(id));
         self.tell_conns(self.snap_receivers(to, None), 0, &event, out);
-        Ok(Answer::Silent)
+        self.served(step, out);
     }
 
     pub(super) fn get_snaps(
@@ -179,9 +244,11 @@ impl Chat {
         Ok(Answer::Silent)
     }
 
+    /// `readsnap`: the recipient's first read is committed before anyone sees it.
     pub(super) fn read_snap(
         &mut self,
         conn: ConnId,
+        re: &ReplyTo<'_>,
         id: u64,
         now: u64,
         out: &mut dyn Sink,
@@ -195,19 +262,47 @@ impl Chat {
         if snap.from != reader && snap.to != reader {
             return Err(ChatError::NotYourSnap);
         }
-        let other = if reader == snap.to {
-            snap.from
-        } else {
-            snap.to
-        };
         if reader == snap.to && snap.received == 0 {
-            self.snaps.mark_read(id, now);
+            let deadline = self.snaps.deadline_after_read(id, now);
+            let work = Work::Store(Change::ReadSnap {
+                id,
+                received: now,
+                deadline,
+            });
+            return self.park(conn, re, Then::SnapRead { snap: id }, work, out);
         }
-        let mut to = vec![conn];
-        to.extend(self.snap_receivers(other, Some(conn)));
-        let event = Event::Snap(self.snaps.get(id).expect("live").info(id));
-        self.tell_conns(to, 0, &event, out);
+        self.show_snap(conn, id, out);
         Ok(Answer::Silent)
+    }
+
+    pub(super) fn snap_read(&mut self, step: Step, id: u64, ok: bool, out: &mut dyn Sink) {
+        if !ok {
+            return self.finish(step, Err(ChatError::StoreFailed), out);
+        }
+        self.snaps.mark_read(id, step.now);
+        if let Some(conn) = step.conn {
+            self.show_snap(conn, id, out);
+        }
+        self.finish(step, Ok(Answer::Silent), out);
+    }
+
+    /// The snap as it is now, to the reader and the other party's snap-enabled connections.
+    fn show_snap(&self, reader: ConnId, id: u64, out: &mut dyn Sink) {
+        let Some(snap) = self.snaps.get(id) else {
+            return;
+        };
+        let user = self.conns.get(reader).and_then(|c| c.user()).unwrap_or(0);
+        let other = if user == snap.to { snap.from } else { snap.to };
+        let mut to = vec![reader];
+        to.extend(self.snap_receivers(other, Some(reader)));
+        self.tell_conns(to, 0, &Event::Snap(snap.info(id)), out);
+    }
+
+    /// Snaps past their deadline disappear, from memory and from the store.
+    pub(super) fn expire_snaps(&mut self, now: u64, out: &mut dyn Sink) {
+        for id in self.snaps.expire(now) {
+            self.background(Then::Nothing, Change::DeleteSnap { id }, out);
+        }
     }
 
     /// The snap-enabled connections of `user`, except `except`.

@@ -224,6 +224,16 @@ pub fn event(buf: &mut Vec<u8>, event: &Event<'_>) -> bool {
             .str("room_name", room)
             .who("inviter", by),
         Event::AccountDeleted { .. } => o.str("event", "account_deleted"),
+        Event::Offline {
+            from_name,
+            sent,
+            text,
+            ..
+        } => o
+            .str("event", "offline_message")
+            .str("from", from_name)
+            .num("sent", *sent)
+            .str("msg", text),
         Event::Welcome { .. } | Event::Snap(_) => return false,
     }
     .close();
@@ -291,6 +301,8 @@ fn error_code(error: &ChatError) -> &'static str {
         ChatError::IncorrectLogin => "bad login",
         ChatError::RoomNotFound => "no such room",
         ChatError::RoomExists => "room exists",
+        ChatError::Busy | ChatError::StoreFailed => "busy",
+        ChatError::QueueFull => "not online",
         ChatError::NotAMember => "not a member",
         ChatError::AlreadyMember => "already in room",
         ChatError::WrongAnswer => "wrong answer",

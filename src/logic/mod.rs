@@ -1,7 +1,9 @@
 //! The logic thread: applies events to the chat core and routes its effects to their sinks.
 //!
-//! Today there is one sink, the net thread: events and replies are rendered by their dialect
-//! (once per dialect present in an audience) into frames, and sent as [`ToNet`] batches.
+//! The sinks: the net thread (events and replies rendered by their dialect, once per dialect
+//! present in an audience, into frames sent as [`ToNet`] batches), the store thread (changes to
+//! commit) and the password hashers. Their answers come back through the same inbox as client
+//! messages.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -9,9 +11,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::Waker;
 
-use crate::chat::{Actor, Chat, Dialect, Effect, Event, Farewell, Recipients, Sink};
+use std::collections::VecDeque;
+
+use crate::auth::{self, Cost, Hasher};
+use crate::chat::{
+    Actor, Change, Chat, Dialect, Effect, Event, Farewell, HashJob, Hashed, Limits, Recipients,
+    Sink, Snapshot,
+};
 use crate::dialect::{self, ActorView};
 use crate::events::{Frame, ToLogic, ToNet};
+use crate::store;
 
 /// How often `Tick` drives time-based state (snap expiry).
 const TICK: Duration = Duration::from_secs(1);
@@ -89,17 +98,48 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The chat core with its effects routed to the net thread: what the logic thread runs, and
-/// what tests, benchmarks and the fuzzer drive one event at a time.
+/// Where hash jobs and changes go.
+pub enum Workers {
+    /// To the hasher pool and the store thread.
+    Threads {
+        hashers: Sender<auth::Request>,
+        /// `None` with `--data :memory:`: nothing is stored, every change counts as committed.
+        store: Option<Sender<store::Request>>,
+    },
+    /// Done on the spot, answers fed back before `handle` returns, nothing stored: for tests,
+    /// benchmarks, the fuzzer and the self-test, which drive the logic one event at a time.
+    Inline(Hasher),
+}
+
+/// A worker's answer, on its way back to the core.
+enum Done {
+    Hashed(u64, Hashed),
+    Stored(u64, Result<(), String>),
+}
+
+/// The chat core with its effects routed to their sinks: what the logic thread runs, and what
+/// tests, benchmarks and the fuzzer drive one event at a time.
 pub struct Logic {
     chat: Chat,
+    workers: Workers,
+    /// Answers of inline work and of the no-op store, applied before `handle` returns.
+    done: VecDeque<Done>,
 }
 
 impl Logic {
-    /// Empty state; `server_password` gates the admin commands.
+    /// An empty server whose hashing runs inline at the cheapest cost and which stores
+    /// nothing; `server_password` gates the admin commands.
     pub fn new(server_password: &[u8]) -> Logic {
+        let hasher = Hasher::new(Cost::TESTING).expect("the testing cost is valid");
+        let chat = Chat::new(server_password, Limits::default(), Snapshot::default());
+        Logic::with(chat, Workers::Inline(hasher))
+    }
+
+    pub fn with(chat: Chat, workers: Workers) -> Logic {
         Logic {
-            chat: Chat::new(server_password),
+            chat,
+            workers,
+            done: VecDeque::new(),
         }
     }
 
@@ -107,23 +147,48 @@ impl Logic {
     ///
     /// `Shutdown` and `InjectPanic` belong to [`run`] and are ignored here.
     pub fn handle(&mut self, event: ToLogic, now: u64, out: &mut Vec<ToNet>) {
-        let mut router = Router { out };
+        let mut router = Router {
+            out,
+            workers: &self.workers,
+            done: &mut self.done,
+        };
         match event {
             ToLogic::Opened { conn, entry } => self.chat.open(conn, entry, &mut router),
             ToLogic::Request { conn, request } => {
                 self.chat.request(conn, request, now, &mut router)
             }
             ToLogic::Closed { conn } => self.chat.close(conn, &mut router),
-            ToLogic::Tick => self.chat.tick(now),
-            ToLogic::Forward(msg) => out.push(msg),
+            ToLogic::Hashed { ticket, result } => {
+                self.chat.hashed(ticket, result, now, &mut router)
+            }
+            ToLogic::Stored { results } => {
+                for (ticket, result) in results {
+                    self.chat.stored(ticket, result, now, &mut router);
+                }
+            }
+            ToLogic::Tick => self.chat.tick(now, &mut router),
+            ToLogic::Forward(msg) => router.out.push(msg),
             ToLogic::Shutdown | ToLogic::InjectPanic => {}
+        }
+        while let Some(done) = self.done.pop_front() {
+            let mut router = Router {
+                out,
+                workers: &self.workers,
+                done: &mut self.done,
+            };
+            match done {
+                Done::Hashed(ticket, result) => self.chat.hashed(ticket, result, now, &mut router),
+                Done::Stored(ticket, result) => self.chat.stored(ticket, result, now, &mut router),
+            }
         }
     }
 }
 
-/// Renders the core's effects for the net thread.
+/// Sends the core's effects where they go: rendered for the net thread, or to a worker.
 struct Router<'o> {
     out: &'o mut Vec<ToNet>,
+    workers: &'o Workers,
+    done: &'o mut VecDeque<Done>,
 }
 
 impl Sink for Router<'_> {
@@ -149,21 +214,45 @@ impl Sink for Router<'_> {
                 }
             }
             Effect::Close { conn, why } => {
-                let reason = match why {
-                    Farewell::LoggedOut => "logout",
-                    Farewell::RoomRemoved => "chatroom removed",
+                let (code, reason) = match why {
+                    Farewell::LoggedOut => (crate::net::close::NORMAL, "logout"),
+                    Farewell::RoomRemoved => (crate::net::close::NORMAL, "chatroom removed"),
+                    Farewell::TooManyWaiting => (crate::net::close::POLICY, "too many requests"),
                 };
-                self.out.push(ToNet::Close {
-                    conn,
-                    code: crate::net::close::NORMAL,
-                    reason,
-                });
+                self.out.push(ToNet::Close { conn, code, reason });
             }
+            Effect::Hash { ticket, job } => self.hash(ticket, job),
+            Effect::Hold { conn, on } => self.out.push(ToNet::Hold { conn, on }),
+            Effect::Persist { ticket, change } => self.persist(ticket, change),
         }
     }
 }
 
 impl Router<'_> {
+    fn hash(&mut self, ticket: u64, job: HashJob) {
+        match self.workers {
+            Workers::Threads { hashers, .. } => {
+                // The pool outlives the logic thread; a send fails only during shutdown.
+                let _ = hashers.send((ticket, job));
+            }
+            Workers::Inline(hasher) => self.done.push_back(Done::Hashed(ticket, hasher.run(job))),
+        }
+    }
+
+    fn persist(&mut self, ticket: u64, change: Change) {
+        match self.workers {
+            Workers::Threads {
+                store: Some(store), ..
+            } => {
+                if store.send((ticket, change)).is_err() {
+                    let gone = Err("the store has stopped".to_string());
+                    self.done.push_back(Done::Stored(ticket, gone));
+                }
+            }
+            _ => self.done.push_back(Done::Stored(ticket, Ok(()))),
+        }
+    }
+
     /// One rendering for `to`, shared by all of them; the actor gets its own view.
     fn tell(
         &mut self,

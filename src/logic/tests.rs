@@ -37,6 +37,7 @@ fn show(action: &ToNet) -> String {
             format!("{} < {}", slots.join(","), payload(frame))
         }
         ToNet::Close { conn, code, .. } => format!("{} close {code}", conn.slot),
+        ToNet::Hold { conn, on } => format!("{} hold {on}", conn.slot),
     }
 }
 
@@ -743,9 +744,11 @@ fn sendto_a_chatclientid() {
 fn sendto_nobody_online() {
     let mut t = T::with(2);
     t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    // An existing user who is offline gets the message queued, but only from a logged-in
+    // sender (§10).
     assert_eq!(
         t.cmd(1, "sendto(2,0,42,2,hi)"),
-        ["1 < error(26,That person is not online.2,)"]
+        ["1 < error(49,You must be logged in to message an offline user.2,)"]
     );
     assert_eq!(
         t.cmd(1, "sendto(3,0,43,2,hi)"),
@@ -1585,5 +1588,86 @@ fn json_bad_requests_are_answered_and_harmless() {
             r#"{"cmd":"register","usr":"a\u0001","pwd":"password","extra":[1]}"#
         ),
         [r#"1 < {"cmd":"register","ok":false,"error":"bad name"}"#]
+    );
+}
+
+// ---- offline messages (§10) ----------------------------------------------------------------
+
+#[test]
+fn offline_messages_are_queued_and_handed_over_once_at_login() {
+    let mut t = T::with(3);
+    t.cmd(1, "register(1,3,ann8,password)");
+    t.cmd(1, "register(2,3,bob8,password)");
+    t.cmd(1, "login(3,3,ann8,password)");
+    assert_eq!(t.cmd(1, "sendto(4,0,2,5,first)"), ["1 < queued(4,)"]);
+    t.now += 5;
+    assert_eq!(t.cmd(1, "sendto(5,0,2,6,second)"), ["1 < queued(5,)"]);
+    assert_eq!(
+        t.cmd(2, "login(6,3,bob8,password)"),
+        [
+            "2 < success(6,)",
+            &format!("2 < offlinemsg(1,3,ann{},5,first)", T0),
+            &format!("2 < offlinemsg(1,3,ann{},6,second)", T0 + 5),
+        ]
+    );
+    // Handed over once: another login of bob finds nothing.
+    assert_eq!(t.cmd(3, "login(7,3,bob8,password)"), ["3 < success(7,)"]);
+    // Bob is online now: messages go straight to him.
+    assert_eq!(
+        t.cmd(1, "sendto(8,0,2,3,now)"),
+        ["2,3 < msg(8,1,1,3,now)", "1 < success(8,)"]
+    );
+}
+
+#[test]
+fn offline_queues_have_a_cap_and_a_time_to_live() {
+    let mut t = T::new();
+    t.logic = Logic::with(
+        crate::chat::Chat::new(
+            PW,
+            crate::chat::Limits {
+                offline_queue: 2,
+                offline_ttl: 60,
+                ..Default::default()
+            },
+            Default::default(),
+        ),
+        super::Workers::Inline(crate::auth::Hasher::new(crate::auth::Cost::TESTING).unwrap()),
+    );
+    t.open(1);
+    t.open(2);
+    t.cmd(1, "register(1,3,ann8,password)");
+    t.cmd(1, "register(2,3,bob8,password)");
+    t.cmd(1, "login(3,3,ann8,password)");
+    assert_eq!(t.cmd(1, "sendto(4,0,2,1,a)"), ["1 < queued(4,)"]);
+    assert_eq!(t.cmd(1, "sendto(5,0,2,1,b)"), ["1 < queued(5,)"]);
+    assert_eq!(
+        t.cmd(1, "sendto(6,0,2,1,c)"),
+        ["1 < error(34,That user's message queue is full.6,)"]
+    );
+    t.now += 61;
+    assert_eq!(t.tick(), Vec::<String>::new());
+    assert_eq!(t.cmd(2, "login(7,3,bob8,password)"), ["2 < success(7,)"]);
+}
+
+#[test]
+fn deleting_an_account_drops_what_waits_for_it_but_not_what_it_sent() {
+    let mut t = T::with(2);
+    t.cmd(1, "register(1,3,ann8,password)");
+    t.cmd(1, "register(2,3,bob8,password)");
+    t.cmd(1, "register(3,3,cat8,password)");
+    t.cmd(1, "login(4,3,cat8,password)");
+    t.cmd(1, "sendto(5,0,1,7,for ann)");
+    t.cmd(1, "logout(6,0)");
+    t.cmd(1, "login(7,3,ann8,password)");
+    // ann reads hers (there is one), queues one for bob, and deletes her account.
+    t.cmd(1, "sendto(8,0,2,7,for bob)");
+    t.cmd(1, "deleteaccount(9,8,password)");
+    assert_eq!(
+        t.cmd(2, "login(10,3,bob8,password)"),
+        [
+            "2 < success(10,)",
+            &format!("2 < offlinemsg(1,3,ann{T0},7,for bob)")
+        ]
     );
 }

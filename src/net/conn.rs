@@ -135,6 +135,9 @@ pub struct Conn {
     pub read_deferred: bool,
     /// The logic thread was told this connection opened, so it must be told it closed.
     pub known_to_logic: bool,
+    /// The logic thread has a backlog of this connection's requests (they wait behind one
+    /// that needs a worker): it is not read until released, so TCP pushes back on the client.
+    pub held: bool,
     /// Rate limit of incoming messages.
     pub bucket: TokenBucket,
 }
@@ -205,6 +208,7 @@ impl Conn {
             dirty: false,
             read_deferred: false,
             known_to_logic: false,
+            held: false,
             bucket: TokenBucket::full(burst, now),
         }
     }

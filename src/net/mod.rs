@@ -410,6 +410,15 @@ impl Net {
                             self.close_ws(key, code, reason, now);
                         }
                     }
+                    ToNet::Hold { conn, on } => {
+                        if let Some(key) = self.key_of(conn) {
+                            self.conns[key].held = on;
+                            if !on {
+                                // Whatever arrived meanwhile raised no new readiness event.
+                                self.defer_read(key);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -502,7 +511,9 @@ impl Net {
     /// Reads from `key` now, or after the logic thread's output has been queued (see
     /// `drain_logic`).
     fn read_or_defer(&mut self, key: usize, now: Instant) {
-        if self.output_backlog || self.for_logic.len() >= MAX_TURN_EVENTS {
+        if self.conns.get(key).is_some_and(|c| c.held) {
+            // Read once released (`ToNet::Hold`).
+        } else if self.output_backlog || self.for_logic.len() >= MAX_TURN_EVENTS {
             self.defer_read(key);
         } else {
             self.on_readable(key, now);
@@ -639,6 +650,9 @@ impl Net {
                 return true;
             }
             let conn = &mut self.conns[key];
+            if conn.held {
+                return true; // the rest waits in the socket until released
+            }
             let Phase::Ws { ctx, closing, .. } = &mut conn.phase else {
                 return true;
             };

@@ -45,6 +45,10 @@ impl Store {
     /// Opens (or creates) the database at `path`, brings its schema up to date, reserves the
     /// next block of chatroomids and loads everything that survives a restart.
     pub fn open(path: &Path) -> Result<(Store, Snapshot), OpenError> {
+        // A file-size limit (RLIMIT_FSIZE) must fail the write, which the store reports, not
+        // kill the whole server with SIGXFSZ.
+        // SAFETY: setting a signal's disposition to "ignore" has no memory effects.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             OpenError(format!("data file {}: {what}: {e}", path.display()))
         };
@@ -169,9 +173,7 @@ impl Store {
     fn run(mut self, requests: Receiver<Request>, to_logic: Sender<Vec<ToLogic>>) {
         while let Ok(first) = requests.recv() {
             // Group commit: whatever queued up while the last commit ran goes in this one.
-            let batch: Vec<Request> = std::iter::once(first)
-                .chain(requests.try_iter())
-                .collect();
+            let batch: Vec<Request> = std::iter::once(first).chain(requests.try_iter()).collect();
             let results = self.commit(batch);
             if to_logic.send(vec![ToLogic::Stored { results }]).is_err() {
                 break;
@@ -239,7 +241,9 @@ fn lock(path: &Path) -> std::io::Result<File> {
 
 fn counter(c: &Connection, name: &str) -> rusqlite::Result<u64> {
     let v: Option<i64> = c
-        .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0))
+        .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
         .optional()?;
     Ok(v.map_or(0, int))
 }

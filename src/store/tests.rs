@@ -8,7 +8,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("websocket-store-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("websocket-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -22,7 +23,11 @@ impl Drop for TempDir {
 }
 
 fn commit_all(store: &mut Store, changes: Vec<Change>) {
-    let batch = changes.into_iter().enumerate().map(|(i, c)| (i as u64, c)).collect();
+    let batch = changes
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (i as u64, c))
+        .collect();
     for (ticket, result) in store.commit(batch) {
         assert_eq!(result, Ok(()), "ticket {ticket}");
     }
@@ -132,7 +137,11 @@ fn one_failing_change_fails_alone() {
             hash: "h".into(),
         })
     };
-    let results = store.commit(vec![(1, user(1, "ann")), (2, user(2, "ann")), (3, user(3, "bob"))]);
+    let results = store.commit(vec![
+        (1, user(1, "ann")),
+        (2, user(2, "ann")),
+        (3, user(3, "bob")),
+    ]);
     assert_eq!(results[0], (1, Ok(())));
     assert!(results[1].1.is_err(), "a duplicate name is refused");
     assert_eq!(results[2], (3, Ok(())));
@@ -154,6 +163,10 @@ fn a_file_that_is_not_a_database_is_refused_with_its_name() {
     let path = dir.0.join("chat.db");
     std::fs::write(&path, vec![b'x'; 4096]).unwrap();
     let err = Store::open(&path).err().expect("refused");
-    assert!(err.0.starts_with(&format!("data file {}: ", path.display())), "{err}");
+    assert!(
+        err.0
+            .starts_with(&format!("data file {}: ", path.display())),
+        "{err}"
+    );
     assert!(err.0.contains("not a database"), "{err}");
 }

@@ -55,6 +55,7 @@ impl Server {
     fn start() -> Server {
         let mut child = Command::new(server_binary())
             .args(["0", PASSWORD, "--bind", "127.0.0.1", "--rate-limit", "0"])
+            .args(["--data", ":memory:"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -17,6 +17,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const PASSWORD: &str = "pw";
 
+/// The cheapest argon2 cost: for tests, never for real passwords.
+pub const CHEAP_HASHES: [&str; 4] = ["--argon2-memory-kib", "8", "--argon2-iterations", "1"];
+
 /// The server's stderr so far, and a condition variable signalled for every line added.
 type Log = Arc<(Mutex<String>, Condvar)>;
 
@@ -35,9 +38,18 @@ impl TestServer {
         TestServer::start_with(&[])
     }
 
-    /// Like [`TestServer::start`], with extra command-line flags.
+    /// Like [`TestServer::start`], with extra command-line flags. Unless they say otherwise
+    /// the server keeps no data file (`--data :memory:`) and hashes passwords at the cheapest
+    /// argon2 cost, so tests that log in many times stay fast; the tests of durability and of
+    /// hashing under load set both.
     pub fn start_with(extra: &[&str]) -> TestServer {
         let mut args = vec!["0", PASSWORD, "--bind", "127.0.0.1"];
+        if !extra.contains(&"--data") {
+            args.extend(["--data", ":memory:"]);
+        }
+        if !extra.contains(&"--argon2-memory-kib") {
+            args.extend(CHEAP_HASHES);
+        }
         args.extend_from_slice(extra);
         let server = TestServer::launch(&args, &[]);
         let specific = |scheme: &str| {
@@ -57,7 +69,7 @@ impl TestServer {
     /// unless given), once it has printed its listening line.
     pub fn launch(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_websocket"))
-            .args(args)
+            .args(without_data_file(args))
             .env_remove("WEBSOCKET_PASSWORD")
             .envs(env.iter().copied())
             .env("RUST_LOG", "debug")
@@ -504,7 +516,7 @@ pub struct Finished {
 /// the test) if it takes longer than [`TIMEOUT`]. `WEBSOCKET_PASSWORD` is unset unless in `env`.
 pub fn run_websocket(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Finished {
     let mut child = Command::new(env!("CARGO_BIN_EXE_websocket"))
-        .args(args)
+        .args(without_data_file(args))
         .env_remove("WEBSOCKET_PASSWORD")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -546,4 +558,16 @@ pub fn run_websocket(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Finis
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
     }
+}
+
+/// `args` for the server (they start with a port) plus `--data :memory:` unless they name a
+/// data file: test servers must not share (and lock) one `websocket.db` in the working
+/// directory.
+pub fn without_data_file<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    let serves = args.first().is_some_and(|a| a.parse::<u16>().is_ok());
+    if serves && !args.contains(&"--data") {
+        args.extend(["--data", ":memory:"]);
+    }
+    args
 }

@@ -131,6 +131,7 @@ fn port_in_use_exits_1_naming_the_port() {
     let server = TestServer::start();
     let out = Command::new(env!("CARGO_BIN_EXE_websocket"))
         .args([&server.port.to_string(), "pw", "--bind", "127.0.0.1"])
+        .args(["--data", ":memory:"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -164,7 +165,7 @@ fn bad_arguments_exit_2_with_usage() {
 fn listens_on_ipv6() {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_websocket"))
-        .args(["0", "pw", "--bind", "::1"])
+        .args(["0", "pw", "--bind", "::1", "--data", ":memory:"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

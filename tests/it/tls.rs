@@ -435,7 +435,15 @@ fn bad_certificate_files_exit_1_naming_the_file() {
     let files = CertFiles::new("bad");
     fs::write(files.key_path(), "not a key").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_websocket"))
-        .args(["0", "pw", "--bind", "127.0.0.1", "--tls-cert"])
+        .args([
+            "0",
+            "pw",
+            "--bind",
+            "127.0.0.1",
+            "--data",
+            ":memory:",
+            "--tls-cert",
+        ])
         .arg(files.cert_path())
         .arg("--tls-key")
         .arg(files.key_path())

@@ -406,6 +406,11 @@ pub mod error_text {
     /// `changepassword` and `deleteaccount` without a login.
     pub const LOGIN_NEEDED: &str = "You must be logged in to do that.";
     pub const RATE_LIMITED: &str = "Too many messages; slow down.";
+    pub const BUSY: &str = "Server busy; try again.";
+    pub const STORE_FAILED: &str = "Server storage failed; try again.";
+    pub const QUEUE_FULL: &str = "That user's message queue is full.";
+    /// `sendto` an offline user without a login.
+    pub const OFFLINE_LOGIN: &str = "You must be logged in to message an offline user.";
     /// Refusals that only other dialects' requests can cause, worded for completeness.
     pub const NOT_YOU: &str = "That is not you.";
     pub const PASSWORDS_DIFFER: &str = "The new passwords differ.";
@@ -495,6 +500,15 @@ pub enum Reply<'a> {
     AccountDeleted {
         mid: u64,
         user: u64,
+    },
+    Queued {
+        mid: u64,
+    },
+    OfflineMsg {
+        user: u64,
+        username: &'a str,
+        sent: u64,
+        message: &'a str,
     },
     Snap {
         snap: u64,
@@ -614,6 +628,17 @@ impl Reply<'_> {
             Reply::AccountDeleted { mid, user } => {
                 Enc::open(buf, "accountdeleted").num(mid).num(user)
             }
+            Reply::Queued { mid } => Enc::open(buf, "queued").num(mid),
+            Reply::OfflineMsg {
+                user,
+                username,
+                sent,
+                message,
+            } => Enc::open(buf, "offlinemsg")
+                .num(user)
+                .str(username)
+                .num(sent)
+                .str(message),
             Reply::Snap {
                 snap,
                 to,

@@ -316,6 +316,17 @@ pub fn event(buf: &mut Vec<u8>, mid: u64, event: &Event<'_>, as_actor: bool) -> 
             }
         }
         Event::AccountDeleted { user } => Reply::AccountDeleted { mid, user },
+        Event::Offline {
+            from,
+            from_name,
+            sent,
+            text,
+        } => Reply::OfflineMsg {
+            user: from,
+            username: from_name,
+            sent,
+            message: text,
+        },
         Event::Snap(s) => Reply::Snap {
             snap: s.id,
             to: s.to,
@@ -357,6 +368,7 @@ pub fn reply(
             snap: *snap,
         }
         .encode(buf),
+        Ok(Answer::Queued) => Reply::Queued { mid: m }.encode(buf),
         Ok(Answer::RoomDetails(r)) => Reply::ChatroomDetails {
             mid: m,
             room: r.id,
@@ -458,11 +470,15 @@ fn error_text(error: &ChatError, kind: Kind) -> &'static str {
             Kind::SendSnap => text::SENDSNAP_LOGIN,
             Kind::GetSnaps => text::GETSNAPS_LOGIN,
             Kind::ReadSnap => text::READSNAP_LOGIN,
+            Kind::SendTo => text::OFFLINE_LOGIN,
             _ => text::LOGIN_NEEDED,
         },
         ChatError::NotYou => text::NOT_YOU,
         ChatError::PasswordsDiffer => text::PASSWORDS_DIFFER,
         ChatError::NotRegistered => text::NOT_REGISTERED,
         ChatError::RoomExists => text::ROOM_EXISTS,
+        ChatError::Busy => text::BUSY,
+        ChatError::StoreFailed => text::STORE_FAILED,
+        ChatError::QueueFull => text::QUEUE_FULL,
     }
 }

@@ -183,6 +183,9 @@ fn check(slots: &[Slot; SLOTS], out: &mut Vec<ToNet>) {
                 kind(&conn);
                 assert!((1000..5000).contains(&code), "close code {code}");
             }
+            ToNet::Hold { conn, .. } => {
+                kind(&conn);
+            }
         }
     }
 }

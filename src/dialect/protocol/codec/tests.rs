@@ -123,9 +123,11 @@ fn reply_kind(r: &Reply<'_>) -> usize {
         Registered { .. } => 12,
         AccountDeleted { .. } => 13,
         Snap { .. } => 14,
+        Queued { .. } => 15,
+        OfflineMsg { .. } => 16,
     }
 }
-const REPLY_KINDS: usize = 15;
+const REPLY_KINDS: usize = 17;
 
 #[test]
 fn the_vectors_cover_every_variant() {
@@ -322,6 +324,13 @@ fn decode(msg: &[u8]) -> Option<Decoded<'_>> {
             mid: d.num()?,
             user: d.num()?,
         }),
+        b"queued" => one(Queued { mid: d.num()? }),
+        b"offlinemsg" => one(OfflineMsg {
+            user: d.num()?,
+            username: d.str()?,
+            sent: d.num()?,
+            message: d.str()?,
+        }),
         b"snap" => one(Snap {
             snap: d.num()?,
             to: d.num()?,
@@ -368,11 +377,11 @@ fn decode(msg: &[u8]) -> Option<Decoded<'_>> {
     if d.more() { None } else { decoded }
 }
 
-/// One fixed-shape reply of kind `kind % 16`, its fields taken from `n` and `s`.
+/// One fixed-shape reply of kind `kind % 18`, its fields taken from `n` and `s`.
 fn reply<'a>(kind: usize, n: &[u64; 7], s: &'a [String; 2], has_mid: bool) -> Reply<'a> {
     use Reply::*;
     let (a, b) = (s[0].as_str(), s[1].as_str());
-    match kind % 16 {
+    match kind % 18 {
         0 => YourChatClientId { client: n[0] },
         1 => Success { mid: n[0] },
         2 => Error {
@@ -453,6 +462,13 @@ fn reply<'a>(kind: usize, n: &[u64; 7], s: &'a [String; 2], has_mid: bool) -> Re
         14 => AccountDeleted {
             mid: n[0],
             user: n[1],
+        },
+        15 => Queued { mid: n[0] },
+        16 => OfflineMsg {
+            user: n[0],
+            username: a,
+            sent: n[1],
+            message: b,
         },
         _ => Error { text: a, mid: None },
     }

@@ -475,6 +475,38 @@ pub fn replies() -> Vec<(Reply<'static>, &'static str)> {
             AccountDeleted { mid: 21, user: 43 },
             "accountdeleted(21,43,)",
         ),
+        // §10.
+        (Queued { mid: 22 }, "queued(22,)"),
+        (
+            OfflineMsg {
+                user: 7,
+                username: "ann",
+                sent: 1000,
+                message: "later",
+            },
+            "offlinemsg(7,3,ann1000,5,later)",
+        ),
+        (
+            Error {
+                text: error_text::QUEUE_FULL,
+                mid: Some(23),
+            },
+            "error(34,That user's message queue is full.23,)",
+        ),
+        (
+            Error {
+                text: error_text::OFFLINE_LOGIN,
+                mid: Some(24),
+            },
+            "error(49,You must be logged in to message an offline user.24,)",
+        ),
+        (
+            Error {
+                text: error_text::BUSY,
+                mid: Some(25),
+            },
+            "error(23,Server busy; try again.25,)",
+        ),
         (
             Error {
                 text: error_text::INVALID_USER_NAME,
