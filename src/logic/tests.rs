@@ -1671,3 +1671,37 @@ fn deleting_an_account_drops_what_waits_for_it_but_not_what_it_sent() {
         ]
     );
 }
+
+// ---- requests that wait for a worker -------------------------------------------------------
+
+#[test]
+fn requests_behind_a_waiting_one_keep_their_order_and_hold_reads_past_a_backlog() {
+    // Hash jobs go to a channel this test answers itself, one at a time, so requests really
+    // wait behind each other; nothing is stored.
+    let (jobs, pending) = crossbeam_channel::unbounded();
+    let chat = crate::chat::Chat::new(PW, Default::default(), Default::default());
+    let workers = super::Workers::Threads {
+        hashers: jobs,
+        store: None,
+    };
+    let mut t = T::new();
+    t.logic = Logic::with(chat, workers);
+    t.open(1);
+    let mut lines = Vec::new();
+    for i in 1..=100 {
+        let msg = format!("register({i},8,user{}8,password)", 1000 + i);
+        lines.extend(t.cmd(1, &msg));
+    }
+    // One job handed out, the rest queued, and the connection held past 64 of them.
+    assert_eq!(lines, ["1 hold true"]);
+    let hasher = crate::auth::Hasher::new(crate::auth::Cost::TESTING).unwrap();
+    while let Ok((ticket, job)) = pending.try_recv() {
+        let result = hasher.run(job);
+        lines.extend(t.event(ToLogic::Hashed { ticket, result }));
+    }
+    let mut want = vec!["1 hold true".to_string()];
+    want.extend((1..=100).map(|i| format!("1 < registered({i},{i},)")));
+    // Reads resume once the queue is empty.
+    want.push("1 hold false".to_string());
+    assert_eq!(lines, want);
+}

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -68,16 +69,26 @@ impl TestServer {
     /// `websocket ARGS...` with extra environment variables (and `WEBSOCKET_PASSWORD` unset
     /// unless given), once it has printed its listening line.
     pub fn launch(args: &[&str], env: &[(&str, &str)]) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_websocket"))
+        TestServer::launch_configured(args, env, |_| {})
+    }
+
+    /// Like [`TestServer::launch`], with the command adjusted first (limits, user).
+    pub fn launch_configured(
+        args: &[&str],
+        env: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> TestServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_websocket"));
+        command
             .args(without_data_file(args))
             .env_remove("WEBSOCKET_PASSWORD")
             .envs(env.iter().copied())
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn websocket");
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().expect("spawn websocket");
         let log: Log = Arc::default();
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
@@ -172,6 +183,12 @@ impl TestServer {
         stream
     }
 
+    /// SIGKILL: the process dies at once, mid-write if it was writing.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -237,6 +254,43 @@ pub fn ws_handshake<S: Socket>(stream: S, url: &str, subprotocol: Option<&str>) 
         .get("sec-websocket-protocol")
         .map(|v| v.to_str().unwrap().to_string());
     Client { ws, protocol }
+}
+
+impl Client {
+    /// A command-protocol client past its greeting, or `None` if the server is not there
+    /// (for clients of a server that is about to be killed).
+    pub fn try_connect(addr: &str) -> Option<Client> {
+        let stream = TcpStream::connect(addr).ok()?;
+        stream.set_read_timeout(Some(TIMEOUT)).ok()?;
+        let url = format!("ws://{addr}/");
+        let (ws, _) = tungstenite::client(url.into_client_request().ok()?, stream).ok()?;
+        let mut c = Client { ws, protocol: None };
+        c.try_recv()?;
+        Some(c)
+    }
+
+    /// Sends `text` and returns the first message that carries messageid `mid` first, skipping
+    /// what others caused meanwhile; `None` once the connection broke.
+    pub fn try_reply(&mut self, text: &str, mid: u64) -> Option<String> {
+        self.ws.send(Message::text(text)).ok()?;
+        let tag = format!("({mid},");
+        loop {
+            let m = self.try_recv()?;
+            if m.contains(&tag) {
+                return Some(m);
+            }
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<String> {
+        loop {
+            match self.ws.read().ok()? {
+                Message::Text(t) => return Some(t.to_string()),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                _ => return None,
+            }
+        }
+    }
 }
 
 /// A blocking WebSocket client.
@@ -570,4 +624,30 @@ pub fn without_data_file<'a>(args: &[&'a str]) -> Vec<&'a str> {
         args.extend(["--data", ":memory:"]);
     }
     args
+}
+
+/// A fresh directory under the system's temp dir, removed (with what is in it) on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("websocket-it-{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// `name` inside the directory, as a string for the command line.
+    pub fn file(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -9,6 +9,7 @@ mod common;
 mod crash;
 mod dialects;
 mod docs;
+mod durability;
 mod faults;
 mod foundation;
 mod protocol;
