@@ -75,7 +75,10 @@ impl Server {
         started
             .recv()
             .map_err(|_| io::Error::other("net thread died while starting"))??;
-        let logic = crate::logic::Logic::new(config.server_password.as_bytes());
+        let logic = crate::logic::Logic::with_limits(
+            config.server_password.as_bytes(),
+            config.limits.clone(),
+        );
         let logic_waker = waker.clone();
         let logic = thread::Builder::new().name("logic".into()).spawn(move || {
             crash::thread_started();

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
 
 use super::conns::Identity;
+use super::limits::Guesser;
 use super::{Answer, Chat, ChatError, ConnId, Dialect, Event, Secret, Sink, UserInfo};
 
 /// Usernames that `register` accepts: 1 to 64 bytes, no control byte below 0x20.
@@ -159,14 +160,51 @@ impl Chat {
         mid: u64,
         name: &str,
         password: &Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        let user = self
-            .users
-            .verify(name, password)
-            .ok_or(ChatError::IncorrectLogin)?;
+        let account = self.users.id_of(name);
+        let user = self.guess_password(conn, account, now, |users| {
+            users
+                .verify(name, password)
+                .ok_or(ChatError::IncorrectLogin)
+        })?;
         self.switch_identity(conn, mid, Identity::User(user), out);
         Ok(self.logged_in(user))
+    }
+
+    /// Runs a password check of `account` (if the name is one) for `conn`, counting a wrong
+    /// password against the connection's address and the account; either one locked out is
+    /// refused without the check.
+    fn guess_password<T>(
+        &mut self,
+        conn: ConnId,
+        account: Option<u64>,
+        now: u64,
+        check: impl FnOnce(&mut Users) -> Result<T, ChatError>,
+    ) -> Result<T, ChatError> {
+        let who = self.guesser(conn);
+        let acct = account.map(Guesser::Account);
+        self.guard.check(who, now)?;
+        if let Some(acct) = acct {
+            self.guard.check(acct, now)?;
+        }
+        match check(&mut self.users) {
+            Err(ChatError::IncorrectLogin) => {
+                self.guard.failed(who, now, &self.limits);
+                if let Some(acct) = acct {
+                    self.guard.failed(acct, now, &self.limits);
+                }
+                Err(ChatError::IncorrectLogin)
+            }
+            Ok(v) => {
+                if let Some(acct) = acct {
+                    self.guard.succeeded(acct);
+                }
+                Ok(v)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A JSON guest: a name without an account, unique among users and guests.
@@ -310,6 +348,7 @@ impl Chat {
         conn: ConnId,
         old: &Secret,
         new: Secret,
+        now: u64,
     ) -> Result<Answer<'_>, ChatError> {
         let c = self.conns.get(conn).expect("open");
         let user = match c.identity {
@@ -319,7 +358,9 @@ impl Chat {
             }
             _ => return Err(ChatError::NotLoggedIn),
         };
-        self.users.change_password(user, old, new)?;
+        self.guess_password(conn, Some(user), now, |users| {
+            users.change_password(user, old, new)
+        })?;
         Ok(Answer::Done)
     }
 
@@ -330,6 +371,7 @@ impl Chat {
         conn: ConnId,
         mid: u64,
         password: &Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let user = self
@@ -337,7 +379,9 @@ impl Chat {
             .get(conn)
             .and_then(|c| c.user())
             .ok_or(ChatError::NotLoggedIn)?;
-        self.users.check_password_of(user, password)?;
+        self.guess_password(conn, Some(user), now, |users| {
+            users.check_password_of(user, password)
+        })?;
         let conns: Vec<ConnId> = self
             .users
             .get(user)
@@ -362,18 +406,32 @@ impl Chat {
 
     pub(super) fn add_user(
         &mut self,
+        conn: ConnId,
         id: u64,
         name: String,
         password: Secret,
         key: &Secret,
+        now: u64,
     ) -> Result<Answer<'_>, ChatError> {
-        self.check_server_password(key)?;
+        self.check_server_password(conn, key, now)?;
+        if name.len() > self.limits.name_len {
+            return Err(ChatError::TooLong(super::Field::Name));
+        }
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(ChatError::BadName);
+        }
         self.users.add(id, name, password)?;
         Ok(Answer::Done)
     }
 
-    pub(super) fn remove_user(&mut self, id: u64, key: &Secret) -> Result<Answer<'_>, ChatError> {
-        self.check_server_password(key)?;
+    pub(super) fn remove_user(
+        &mut self,
+        conn: ConnId,
+        id: u64,
+        key: &Secret,
+        now: u64,
+    ) -> Result<Answer<'_>, ChatError> {
+        self.check_server_password(conn, key, now)?;
         let user = self.users.get(id).ok_or(ChatError::UserNotFound)?;
         if !user.conns.is_empty() {
             return Err(ChatError::UserLoggedIn);
@@ -383,8 +441,14 @@ impl Chat {
         Ok(Answer::Done)
     }
 
-    pub(super) fn list_users(&self, status: u64, key: &Secret) -> Result<Answer<'_>, ChatError> {
-        self.check_server_password(key)?;
+    pub(super) fn list_users(
+        &mut self,
+        conn: ConnId,
+        status: u64,
+        key: &Secret,
+        now: u64,
+    ) -> Result<Answer<'_>, ChatError> {
+        self.check_server_password(conn, key, now)?;
         let want_online = match status {
             1 => Some(true),
             2 => Some(false),

@@ -3,7 +3,7 @@
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{ConnId, Dialect, Recipients};
+use super::{ConnId, Dialect, Peer, Recipients};
 
 /// Who a connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub(super) struct Conn {
     /// The rooms this connection is in; ordered by id, so leaving all of them goes in creation
     /// order.
     pub rooms: BTreeSet<u64>,
+    /// Where it comes from, for per-address quotas and guess counting.
+    pub peer: Peer,
 }
 
 impl Conn {
@@ -53,7 +55,7 @@ pub(super) struct Conns {
 impl Conns {
     /// Registers a new connection and returns its chatclientid (counting from 1, never
     /// reused).
-    pub fn open(&mut self, conn: ConnId, dialect: Dialect, identity: Identity) -> u64 {
+    pub fn open(&mut self, conn: ConnId, dialect: Dialect, identity: Identity, peer: Peer) -> u64 {
         self.last_client += 1;
         let client = self.last_client;
         let c = Conn {
@@ -62,6 +64,7 @@ impl Conns {
             identity,
             snaps_enabled: false,
             rooms: BTreeSet::new(),
+            peer,
         };
         self.by_id.insert(conn, c);
         self.by_client.insert(client, conn);

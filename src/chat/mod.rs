@@ -23,6 +23,7 @@
 mod accounts;
 mod conns;
 mod intent;
+mod limits;
 mod messages;
 mod output;
 mod rooms;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 
 pub use accounts::{MAX_FOUND, NAME_LEN, PASSWORD_LEN, wildcard_match};
 pub use intent::{Intent, Kind, Request, Requires, RoomRef, Tag, Target};
+pub use limits::{Field, Limits, Peer, Quota};
 pub use output::{
     Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, RoomInfo, Sink, SnapInfo, UserInfo,
     Who,
@@ -41,6 +43,7 @@ pub use secret::Secret;
 
 use accounts::Users;
 use conns::{Conns, Identity};
+use limits::{Guard, Guesser};
 use rooms::Rooms;
 use snaps::Snaps;
 
@@ -114,12 +117,20 @@ pub struct Chat {
     /// Keys the session ids handed out at login, so they cannot be guessed from each other.
     sessions: std::hash::RandomState,
     last_session: u64,
+    limits: Limits,
+    /// Failed guesses of secrets, per address and per account.
+    guard: Guard,
 }
 
 impl Chat {
     /// Empty state. `server_password` gates the admin commands (§3); it is only ever compared
     /// in constant time and never logged.
     pub fn new(server_password: &[u8]) -> Self {
+        Chat::with_limits(server_password, Limits::default())
+    }
+
+    /// Empty state with the given quotas.
+    pub fn with_limits(server_password: &[u8], limits: Limits) -> Self {
         Chat {
             server_password: Secret::new(server_password),
             conns: Conns::default(),
@@ -128,19 +139,39 @@ impl Chat {
             snaps: Snaps::default(),
             sessions: std::hash::RandomState::new(),
             last_session: 0,
+            limits,
+            guard: Guard::default(),
         }
     }
 
-    /// A connection completed its handshake.
-    pub fn open(&mut self, conn: ConnId, entry: Entry, out: &mut dyn Sink) {
+    /// Failed guesses so far, and guesses refused during lockouts.
+    pub fn guess_stats(&self) -> (u64, u64) {
+        (self.guard.failed, self.guard.refused)
+    }
+
+    /// A connection completed its handshake, from `peer`. A room-URL connection is first
+    /// admitted or refused ([`Effect::Admit`]).
+    pub fn open(&mut self, conn: ConnId, entry: Entry, peer: Peer, out: &mut dyn Sink) {
         let dialect = entry.dialect();
         match entry {
             Entry::Protocol | Entry::Json => {
-                let client = self.conns.open(conn, dialect, Identity::Anonymous);
+                let client = self.conns.open(conn, dialect, Identity::Anonymous, peer);
                 self.tell_conns([conn], 0, &Event::Welcome { client }, out);
             }
             Entry::RoomUrl { room, nickname } => {
-                self.conns.open(conn, dialect, Identity::Nick(nickname));
+                if let Err(e) = self.admit_by_url(&room, &nickname) {
+                    out.emit(Effect::Admit {
+                        conn,
+                        result: Err(e),
+                    });
+                    return;
+                }
+                out.emit(Effect::Admit {
+                    conn,
+                    result: Ok(()),
+                });
+                self.conns
+                    .open(conn, dialect, Identity::Nick(nickname), peer);
                 self.enter_by_url(conn, room, out);
             }
         }
@@ -158,6 +189,7 @@ impl Chat {
             tag,
             requires,
             intent,
+            over_rate,
         } = request;
         let re = ReplyTo {
             conn,
@@ -167,6 +199,19 @@ impl Chat {
             tag: &tag,
         };
         let intent = intent.and_then(|i| self.check(conn, &requires).map(|()| i));
+        // Over the connection's message rate, only an admin command with the right server
+        // password goes through (an admin's pipelined batch is not cut short); a wrong one
+        // still counts as a failed guess.
+        let intent = match intent {
+            Ok(i) if over_rate => match i.server_key() {
+                Some(key) => self
+                    .check_server_password(conn, key, now)
+                    .map(|()| i)
+                    .map_err(|_| ChatError::RateLimited),
+                None => Err(ChatError::RateLimited),
+            },
+            other => other,
+        };
         let result = match intent {
             Ok(intent) => self.apply(conn, mid.unwrap_or(0), intent, now, &re, out),
             Err(e) => Err(e),
@@ -184,11 +229,14 @@ impl Chat {
         self.leave_all(conn, 0, false, out);
         self.set_identity(conn, Identity::Anonymous);
         self.conns.remove(conn);
+        self.guard.forget_conn(conn);
     }
 
-    /// Time-driven state: snaps past their deadline disappear.
+    /// Time-driven state: snaps past their deadline disappear, old failed guesses are
+    /// forgotten.
     pub fn tick(&mut self, now: u64) {
         self.snaps.expire(now);
+        self.guard.prune(now);
     }
 
     fn check(&self, conn: ConnId, requires: &Requires) -> Result<(), ChatError> {
@@ -218,7 +266,7 @@ impl Chat {
                 answer,
                 key,
                 unique,
-            } => self.create_room(conn, mid, name, question, answer, &key, unique, out),
+            } => self.create_room(conn, mid, name, question, answer, &key, unique, now, out),
             Intent::RoomDetails { room } => self.room_details(conn, room),
             Intent::ListRooms => Ok(self.room_list(conn)),
             Intent::RoomMembers { room } => self.room_members(conn, room),
@@ -226,28 +274,30 @@ impl Chat {
                 room,
                 leave_others,
                 answer,
-            } => self.join(conn, mid, &room, leave_others, &answer, out),
+            } => self.join(conn, mid, &room, leave_others, &answer, now, out),
             Intent::Leave { room } => self.leave(conn, mid, &room, out),
             Intent::Say { room, text } => self.say(conn, mid, &room, &text, out),
             Intent::SayHere { text } => self.say_here(conn, &text, out),
-            Intent::RemoveRoom { room, key } => self.remove_room(mid, room, &key, out),
-            Intent::Login { name, password } => self.login(conn, mid, &name, &password, out),
+            Intent::RemoveRoom { room, key } => self.remove_room(conn, mid, room, &key, now, out),
+            Intent::Login { name, password } => self.login(conn, mid, &name, &password, now, out),
             Intent::GuestLogin { name } => self.guest_login(conn, mid, name, out),
             Intent::Logout { disconnect } => self.logout(conn, mid, disconnect, out),
             Intent::Register { name, password } => self.register(name, password),
-            Intent::ChangePassword { old, new } => self.change_password(conn, &old, new),
-            Intent::DeleteAccount { password } => self.delete_account(conn, mid, &password, out),
+            Intent::ChangePassword { old, new } => self.change_password(conn, &old, new, now),
+            Intent::DeleteAccount { password } => {
+                self.delete_account(conn, mid, &password, now, out)
+            }
             Intent::FindUsers { pattern } => self.find_users(&pattern),
             Intent::AddUser {
                 id,
                 name,
                 password,
                 key,
-            } => self.add_user(id, name, password, &key),
-            Intent::RemoveUser { id, key } => self.remove_user(id, &key),
-            Intent::ListUsers { status, key } => self.list_users(status, &key),
+            } => self.add_user(conn, id, name, password, &key, now),
+            Intent::RemoveUser { id, key } => self.remove_user(conn, id, &key, now),
+            Intent::ListUsers { status, key } => self.list_users(conn, status, &key, now),
             Intent::SendTo { to, text } => self.send_to(conn, mid, to, &text, out),
-            Intent::Broadcast { key, text } => self.broadcast(conn, mid, &key, &text, out),
+            Intent::Broadcast { key, text } => self.broadcast(conn, mid, &key, &text, now, out),
             Intent::Invite { room, invitee } => self.invite(conn, &room, &invitee, out),
             Intent::SendSnap {
                 to,
@@ -261,12 +311,28 @@ impl Chat {
         }
     }
 
-    fn check_server_password(&self, given: &Secret) -> Result<(), ChatError> {
+    /// Checks a guess of the server password by `conn`, counting failures against its
+    /// address; a locked-out guesser is refused without the guess being checked.
+    fn check_server_password(
+        &mut self,
+        conn: ConnId,
+        given: &Secret,
+        now: u64,
+    ) -> Result<(), ChatError> {
+        let who = self.guesser(conn);
+        self.guard.check(who, now)?;
         if self.server_password.matches(given) {
             Ok(())
         } else {
+            self.guard.failed(who, now, &self.limits);
             Err(ChatError::WrongServerPassword)
         }
+    }
+
+    /// Whose failed guesses a guess by `conn` counts against.
+    fn guesser(&self, conn: ConnId) -> Guesser {
+        let peer = self.conns.get(conn).map_or(Peer::default(), |c| c.peer);
+        Guesser::of(peer, conn)
     }
 
     /// How `conn` appears in what others are told. `conn` must be open.

@@ -2,7 +2,7 @@
 //! and closes. The logic thread routes each [`Effect`] to its sink (today the renderers that
 //! feed the net thread); a new sink is one more variant here and one more channel there.
 
-use super::{ConnId, Kind, Recipients, Tag};
+use super::{ConnId, Field, Kind, Quota, Recipients, Tag};
 
 /// How a connection talks. The core uses it to split audiences, so that each event is rendered
 /// once per dialect present, never once per recipient; what each dialect shows is the
@@ -51,6 +51,12 @@ pub enum Effect<'a> {
     },
     /// End the connection after what was already sent to it.
     Close { conn: ConnId, why: Farewell },
+    /// A room-URL connection's upgrade is decided: let it in (`Ok`, before anything is sent
+    /// to it), or refuse it (the core has already forgotten it).
+    Admit {
+        conn: ConnId,
+        result: Result<(), ChatError>,
+    },
 }
 
 /// The connection whose request caused an event.
@@ -263,4 +269,13 @@ pub enum ChatError {
     WrongAnswer,
     SnapNotFound,
     NotYourSnap,
+    /// Over one of the configured quotas.
+    QuotaExceeded(Quota),
+    /// A name, question or answer longer than allowed.
+    TooLong(Field),
+    /// Too many failed guesses (server password, room answer, login): locked out for `secs`
+    /// more seconds; the guess was not checked.
+    TryLater {
+        secs: u64,
+    },
 }

@@ -3,10 +3,20 @@
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::limits::{Counts, Field, Quota};
 use super::{
     Answer, Chat, ChatError, ConnId, Dialect, Event, Farewell, Recipients, RoomInfo, RoomRef,
     Secret, Sink, Who,
 };
+
+/// Who made a temporary room, for the per-owner quotas.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Owner {
+    pub conn: ConnId,
+    /// The creator's userid, 0 when it was not logged in as a user.
+    pub user: u64,
+    pub addr: Option<u128>,
+}
 
 pub(super) struct Room {
     pub name: String,
@@ -16,6 +26,9 @@ pub(super) struct Room {
     /// Deleted when its last member leaves (created without the server password).
     pub temporary: bool,
     pub members: Members,
+    /// The creator of a temporary room; `None` for a persistent one (made with the server
+    /// password, so no quota applies).
+    pub owner: Option<Owner>,
 }
 
 impl Room {
@@ -113,6 +126,10 @@ pub(super) struct Rooms {
     by_id: BTreeMap<u64, Room>,
     by_name: HashMap<String, BTreeSet<u64>>,
     last_id: u64,
+    /// Existing temporary rooms per creating connection, user and address.
+    by_conn: Counts<ConnId>,
+    by_user: Counts<u64>,
+    by_addr: Counts<u128>,
 }
 
 impl Rooms {
@@ -134,8 +151,37 @@ impl Rooms {
         ids.iter().copied().find(|id| accept(&self.by_id[id]))
     }
 
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether `owner` may create one more temporary room.
+    pub fn may_own_another(&self, owner: &Owner, limits: &super::Limits) -> bool {
+        self.by_conn.get(&owner.conn) < limits.rooms_per_owner
+            && (owner.user == 0 || self.by_user.get(&owner.user) < limits.rooms_per_owner)
+            && owner
+                .addr
+                .is_none_or(|a| self.by_addr.get(&a) < limits.rooms_per_address)
+    }
+
     /// Adds a room (with no members yet) and returns its id.
-    pub fn add(&mut self, name: String, question: String, answer: Secret, temporary: bool) -> u64 {
+    pub fn add(
+        &mut self,
+        name: String,
+        question: String,
+        answer: Secret,
+        temporary: bool,
+        owner: Option<Owner>,
+    ) -> u64 {
+        if let Some(o) = owner {
+            self.by_conn.add(o.conn);
+            if o.user != 0 {
+                self.by_user.add(o.user);
+            }
+            if let Some(a) = o.addr {
+                self.by_addr.add(a);
+            }
+        }
         self.last_id += 1;
         let id = self.last_id;
         self.by_name.entry(name.clone()).or_default().insert(id);
@@ -145,6 +191,7 @@ impl Rooms {
             answer,
             temporary,
             members: Members::default(),
+            owner,
         };
         self.by_id.insert(id, room);
         id
@@ -152,6 +199,15 @@ impl Rooms {
 
     pub fn remove(&mut self, id: u64) -> Option<Room> {
         let room = self.by_id.remove(&id)?;
+        if let Some(o) = room.owner {
+            self.by_conn.sub(o.conn);
+            if o.user != 0 {
+                self.by_user.sub(o.user);
+            }
+            if let Some(a) = o.addr {
+                self.by_addr.sub(a);
+            }
+        }
         if let Some(ids) = self.by_name.get_mut(&room.name) {
             ids.remove(&id);
             if ids.is_empty() {
@@ -191,13 +247,43 @@ impl Chat {
         answer: Secret,
         key: &Secret,
         unique: bool,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
+        let limits = &self.limits;
+        if name.len() > limits.name_len {
+            return Err(ChatError::TooLong(Field::Name));
+        }
+        if question.len() > limits.question_len {
+            return Err(ChatError::TooLong(Field::Question));
+        }
+        if answer.len() > limits.question_len {
+            return Err(ChatError::TooLong(Field::Answer));
+        }
         if unique && self.rooms.first_named(&name, |_| true).is_some() {
             return Err(ChatError::RoomExists);
         }
-        let temporary = !self.server_password.matches(key);
-        let room = self.rooms.add(name, question, answer, temporary);
+        // A key makes the room persistent when it is the server password, so it is a guess
+        // like any other (a wrong one is still no refusal: the room is just temporary).
+        let temporary = if key.is_empty() {
+            !self.server_password.matches(key)
+        } else {
+            match self.check_server_password(conn, key, now) {
+                Ok(()) => false,
+                Err(e @ ChatError::TryLater { .. }) => return Err(e),
+                Err(_) => true,
+            }
+        };
+        if self.rooms.len() >= self.limits.rooms {
+            return Err(ChatError::QuotaExceeded(Quota::Rooms));
+        }
+        let owner = temporary.then(|| self.owner(conn));
+        if let Some(o) = &owner
+            && !self.rooms.may_own_another(o, &self.limits)
+        {
+            return Err(ChatError::QuotaExceeded(Quota::RoomsPerOwner));
+        }
+        let room = self.rooms.add(name, question, answer, temporary, owner);
         self.add_member(conn, room);
         self.announce_room(conn, room, mid, out);
         Ok(self.in_room(room))
@@ -216,13 +302,55 @@ impl Chat {
         self.tell_everyone(true, Some(creator), mid, &event, out);
     }
 
+    /// The creator of a temporary room made now by `conn`.
+    fn owner(&self, conn: ConnId) -> Owner {
+        let c = self.conns.get(conn).expect("open");
+        Owner {
+            conn,
+            user: c.user().unwrap_or(0),
+            addr: c.peer.0,
+        }
+    }
+
+    /// Whether a room-URL connection named `nickname` may enter room `name`: the nickname
+    /// must not be a registered username, nor a name already in that room (the connection
+    /// would read as that person), and the room must have space (or be creatable).
+    pub(super) fn admit_by_url(&self, name: &str, nickname: &str) -> Result<(), ChatError> {
+        if self.users.id_of(nickname).is_some() || looks_like_guest(nickname) {
+            return Err(ChatError::NameTaken);
+        }
+        match self.rooms.first_named(name, |r| r.answer.is_empty()) {
+            Some(room) => {
+                let r = self.rooms.get(room).expect("found");
+                if r.members.iter().any(|m| self.who(m).name == nickname) {
+                    return Err(ChatError::NameTaken);
+                }
+                if r.members.len() >= self.limits.members as u64 {
+                    return Err(ChatError::QuotaExceeded(Quota::Members));
+                }
+            }
+            None if name.len() > self.limits.name_len => {
+                return Err(ChatError::TooLong(Field::Name));
+            }
+            None if self.rooms.len() >= self.limits.rooms => {
+                return Err(ChatError::QuotaExceeded(Quota::Rooms));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
     /// A room-URL connection joins the first room named `name` that needs no answer (it
-    /// cannot give one), or creates a temporary room of that name.
+    /// cannot give one), or creates a temporary room of that name. `admit_by_url` said yes.
     pub(super) fn enter_by_url(&mut self, conn: ConnId, name: String, out: &mut dyn Sink) {
         match self.rooms.first_named(&name, |r| r.answer.is_empty()) {
             Some(room) => self.enter(conn, room, 0, out),
             None => {
-                let room = self.rooms.add(name, String::new(), Secret::default(), true);
+                // Not counted against the per-owner quotas: the connection lives in this one
+                // room and takes it with it when it goes.
+                let room = self
+                    .rooms
+                    .add(name, String::new(), Secret::default(), true, None);
                 self.add_member(conn, room);
                 self.announce_room(conn, room, 0, out);
                 self.announce_member(conn, room, 0, out);
@@ -237,6 +365,7 @@ impl Chat {
         room: &RoomRef,
         leave_others: bool,
         answer: &Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let room = self.resolve(room)?;
@@ -244,8 +373,18 @@ impl Chat {
         if r.members.contains(conn) {
             return Err(ChatError::AlreadyMember);
         }
-        if !r.answer.is_empty() && !r.answer.matches(answer) {
-            return Err(ChatError::WrongAnswer);
+        if !r.answer.is_empty() {
+            let who = self.guesser(conn);
+            self.guard.check(who, now)?;
+            let r = self.rooms.get(room).expect("resolved");
+            if !r.answer.matches(answer) {
+                self.guard.failed(who, now, &self.limits);
+                return Err(ChatError::WrongAnswer);
+            }
+        }
+        let r = self.rooms.get(room).expect("resolved");
+        if r.members.len() >= self.limits.members as u64 {
+            return Err(ChatError::QuotaExceeded(Quota::Members));
         }
         if leave_others {
             self.leave_all(conn, mid, true, out);
@@ -330,12 +469,14 @@ impl Chat {
 
     pub(super) fn remove_room(
         &mut self,
+        conn: ConnId,
         mid: u64,
         room: u64,
         key: &Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        self.check_server_password(key)?;
+        self.check_server_password(conn, key, now)?;
         if self.rooms.get(room).is_none() {
             return Err(ChatError::RoomNotFound);
         }
@@ -451,4 +592,11 @@ impl Chat {
         };
         self.tell_everyone(true, None, mid, &event, out);
     }
+}
+
+/// `guest{N}`: how dialects show an anonymous connection, so no nickname may look like it.
+fn looks_like_guest(nickname: &str) -> bool {
+    nickname
+        .strip_prefix("guest")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::limits::{Counts, Quota};
 use super::{Answer, Chat, ChatError, ConnId, Event, ReplyTo, Sink, SnapInfo};
 
 pub(super) struct Snap {
@@ -15,6 +16,8 @@ pub(super) struct Snap {
     /// read, whichever comes first; `None` for never.
     pub deadline: Option<u64>,
     pub text: String,
+    /// The sender's address, for the per-address quota.
+    pub addr: Option<u128>,
 }
 
 impl Snap {
@@ -45,6 +48,10 @@ pub(super) struct Snaps {
     /// (deadline, snap id) of every snap that has one.
     deadlines: BTreeSet<(u64, u64)>,
     last_id: u64,
+    /// Live snaps per sending user, per recipient, per sending address.
+    pub sent_by: Counts<u64>,
+    pub sent_to: Counts<u64>,
+    pub sent_from: Counts<u128>,
 }
 
 impl Snaps {
@@ -53,6 +60,11 @@ impl Snaps {
         let id = self.last_id;
         self.by_user.entry(snap.from).or_default().insert(id);
         self.by_user.entry(snap.to).or_default().insert(id);
+        self.sent_by.add(snap.from);
+        self.sent_to.add(snap.to);
+        if let Some(a) = snap.addr {
+            self.sent_from.add(a);
+        }
         if let Some(d) = snap.deadline {
             self.deadlines.insert((d, id));
         }
@@ -90,6 +102,11 @@ impl Snaps {
         let Some(snap) = self.by_id.remove(&id) else {
             return;
         };
+        self.sent_by.sub(snap.from);
+        self.sent_to.sub(snap.to);
+        if let Some(a) = snap.addr {
+            self.sent_from.sub(a);
+        }
         for user in [snap.from, snap.to] {
             if let Some(ids) = self.by_user.get_mut(&user) {
                 ids.remove(&id);
@@ -141,19 +158,40 @@ impl Chat {
         re: &ReplyTo<'_>,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        let from = self
-            .conns
-            .get(conn)
-            .and_then(|c| c.user())
-            .ok_or(ChatError::NotLoggedIn)?;
+        let c = self.conns.get(conn).expect("open");
+        let from = c.user().ok_or(ChatError::NotLoggedIn)?;
+        let addr = c.peer.0;
+        // A snap nobody can ever read would be storage for free.
+        if to == 0 || self.users.get(to).is_none() {
+            return Err(ChatError::UserNotFound);
+        }
+        let limits = &self.limits;
+        if expire > limits.snap_lifetime || readtime > limits.snap_lifetime {
+            return Err(ChatError::QuotaExceeded(Quota::SnapLifetime));
+        }
+        if self.snaps.sent_by.get(&from) >= limits.snaps_per_sender
+            || addr.is_some_and(|a| self.snaps.sent_from.get(&a) >= limits.snaps_per_address)
+        {
+            return Err(ChatError::QuotaExceeded(Quota::SnapsPerSender));
+        }
+        if self.snaps.sent_to.get(&to) >= limits.snaps_per_recipient {
+            return Err(ChatError::QuotaExceeded(Quota::SnapsPerRecipient));
+        }
+        // "No time limit" is the longest life the server keeps a snap.
+        let expire = if expire == 0 {
+            limits.snap_lifetime
+        } else {
+            expire
+        };
         let snap = self.snaps.add(Snap {
             from,
             to,
             sent: now,
             received: 0,
             readtime,
-            deadline: (expire != 0).then(|| now.saturating_add(expire)),
+            deadline: Some(now.saturating_add(expire)),
             text,
+            addr,
         });
         let event = Event::Snap(self.snaps.get(snap).expect("just added").info(snap));
         // The reply comes first: the sender learns the id before anyone sees the snap.

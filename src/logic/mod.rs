@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::Waker;
 
-use crate::chat::{Actor, Chat, Dialect, Effect, Event, Farewell, Recipients, Sink};
+use crate::chat::{
+    Actor, Chat, ChatError, Dialect, Effect, Event, Farewell, Limits, Recipients, Sink,
+};
 use crate::dialect::{self, ActorView};
 use crate::events::{Frame, ToLogic, ToNet};
 
@@ -98,8 +100,13 @@ pub struct Logic {
 impl Logic {
     /// Empty state; `server_password` gates the admin commands.
     pub fn new(server_password: &[u8]) -> Logic {
+        Logic::with_limits(server_password, Limits::default())
+    }
+
+    /// Empty state with the given quotas.
+    pub fn with_limits(server_password: &[u8], limits: Limits) -> Logic {
         Logic {
-            chat: Chat::new(server_password),
+            chat: Chat::with_limits(server_password, limits),
         }
     }
 
@@ -109,7 +116,7 @@ impl Logic {
     pub fn handle(&mut self, event: ToLogic, now: u64, out: &mut Vec<ToNet>) {
         let mut router = Router { out };
         match event {
-            ToLogic::Opened { conn, entry } => self.chat.open(conn, entry, &mut router),
+            ToLogic::Opened { conn, entry, peer } => self.chat.open(conn, entry, peer, &mut router),
             ToLogic::Request { conn, request } => {
                 self.chat.request(conn, request, now, &mut router)
             }
@@ -147,6 +154,14 @@ impl Sink for Router<'_> {
                 if let Some(frame) = dialect::render_reply(dialect, mid, kind, tag, &result) {
                     self.out.push(ToNet::Send { to: conn, frame });
                 }
+            }
+            Effect::Admit { conn, result } => {
+                let refused = result.err().map(|e| match e {
+                    ChatError::NameTaken => (409, "Conflict: that nickname is taken"),
+                    ChatError::QuotaExceeded(_) => (503, "Service Unavailable: room full"),
+                    _ => (400, "Bad Request"),
+                });
+                self.out.push(ToNet::Admit { conn, refused });
             }
             Effect::Close { conn, why } => {
                 let reason = match why {

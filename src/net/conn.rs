@@ -137,6 +137,15 @@ pub struct Conn {
     pub known_to_logic: bool,
     /// Rate limit of incoming messages.
     pub bucket: TokenBucket,
+    /// The per-address key of `peer` (`None`: exempt from per-address limits).
+    pub addr: Option<u128>,
+    /// A room-URL upgrade waiting for the logic thread's admission: the `101` to send if it
+    /// is admitted. Nothing is read or queued meanwhile.
+    pub held_upgrade: Option<Vec<u8>>,
+    /// The outbound queue's length at the last sweep if it was over the cap then (see
+    /// `Net::sweep`: a queue over the cap that did not shrink by the next sweep is a slow
+    /// consumer).
+    pub over_cap: Option<usize>,
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -173,6 +182,11 @@ impl TokenBucket {
             false
         }
     }
+
+    /// Counts a refusal decided elsewhere (the address's bucket).
+    pub fn refuse(&mut self) {
+        self.refused_in_a_row += 1;
+    }
 }
 
 impl Conn {
@@ -184,6 +198,7 @@ impl Conn {
         deadline: Instant,
         burst: u32,
         wire_limit: usize,
+        addr: Option<u128>,
     ) -> Self {
         Conn {
             id,
@@ -206,6 +221,9 @@ impl Conn {
             read_deferred: false,
             known_to_logic: false,
             bucket: TokenBucket::full(burst, now),
+            addr,
+            held_upgrade: None,
+            over_cap: None,
         }
     }
 
