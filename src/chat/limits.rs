@@ -6,13 +6,32 @@ use std::collections::HashMap;
 
 use super::{ChatError, ConnId};
 
-/// Where a connection comes from, as an opaque key for per-address limits: the net thread
-/// maps an IPv4 address, or the /64 of an IPv6 address, to a number. `None` for connections
-/// that per-address limits do not apply to (loopback, unless configured otherwise: behind a
-/// local reverse proxy every client would share one address); they are limited per
-/// connection instead.
+/// Where a connection comes from, as an opaque key: the net thread maps an IPv4 address, or
+/// the /64 of an IPv6 address, to a number. Failed guesses are always counted per address
+/// (`None`, for a connection of unknown origin such as in tests: per connection). Quotas
+/// count per address only when `quotas` is set: loopback clients are exempt unless
+/// configured otherwise, because behind a local reverse proxy every client would share one
+/// address (they are still limited per connection and per user).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Peer(pub Option<u128>);
+pub struct Peer {
+    pub addr: Option<u128>,
+    pub quotas: bool,
+}
+
+impl Peer {
+    /// A peer both quotas and guess counting apply to.
+    pub fn at(addr: u128) -> Peer {
+        Peer {
+            addr: Some(addr),
+            quotas: true,
+        }
+    }
+
+    /// The key per-address quotas count under, if they apply.
+    pub fn quota_key(&self) -> Option<u128> {
+        self.addr.filter(|_| self.quotas)
+    }
+}
 
 /// The quotas the core enforces. Every field is a `Config` field and a flag; see `config.rs`
 /// for what each costs and protects.
@@ -129,7 +148,7 @@ pub(super) enum Guesser {
 
 impl Guesser {
     pub fn of(peer: Peer, conn: ConnId) -> Guesser {
-        match peer.0 {
+        match peer.addr {
             Some(addr) => Guesser::Address(addr),
             None => Guesser::Conn(conn),
         }

@@ -308,7 +308,7 @@ impl Chat {
         Owner {
             conn,
             user: c.user().unwrap_or(0),
-            addr: c.peer.0,
+            addr: c.peer.quota_key(),
         }
     }
 

@@ -160,7 +160,7 @@ impl Chat {
     ) -> Result<Answer<'_>, ChatError> {
         let c = self.conns.get(conn).expect("open");
         let from = c.user().ok_or(ChatError::NotLoggedIn)?;
-        let addr = c.peer.0;
+        let addr = c.peer.quota_key();
         // A snap nobody can ever read would be storage for free.
         if to == 0 || self.users.get(to).is_none() {
             return Err(ChatError::UserNotFound);

@@ -1766,9 +1766,9 @@ fn snap_quotas_and_lifetimes() {
 #[test]
 fn failed_guesses_lock_the_guesser_out_without_checking() {
     let mut t = T::new();
-    t.open_entry_from(1, Entry::Protocol, Peer(Some(1)));
-    t.open_entry_from(2, Entry::Protocol, Peer(Some(1)));
-    t.open_entry_from(3, Entry::Protocol, Peer(Some(2)));
+    t.open_entry_from(1, Entry::Protocol, Peer::at(1));
+    t.open_entry_from(2, Entry::Protocol, Peer::at(1));
+    t.open_entry_from(3, Entry::Protocol, Peer::at(2));
     let wrong = |t: &mut T, slot, m| t.cmd(slot, &format!("getusers({m},3,2,no)"));
     for m in 1..=6 {
         assert_eq!(
@@ -1808,7 +1808,7 @@ fn failed_guesses_lock_the_guesser_out_without_checking() {
 fn failed_logins_lock_the_account_from_every_address() {
     let mut t = T::new();
     for slot in 1..=8 {
-        t.open_entry_from(slot, Entry::Protocol, Peer(Some(u128::from(slot))));
+        t.open_entry_from(slot, Entry::Protocol, Peer::at(u128::from(slot)));
     }
     t.cmd(1, "adduser(1,42,5,alice8,password2,pw)");
     // Each guess from another address: the account still locks after five failures.

@@ -139,6 +139,8 @@ pub struct Conn {
     pub bucket: TokenBucket,
     /// The per-address key of `peer` (`None`: exempt from per-address limits).
     pub addr: Option<u128>,
+    /// What the chat core is told about `peer`.
+    pub peer_key: crate::chat::Peer,
     /// A room-URL upgrade waiting for the logic thread's admission: the `101` to send if it
     /// is admitted. Nothing is read or queued meanwhile.
     pub held_upgrade: Option<Vec<u8>>,
@@ -198,7 +200,7 @@ impl Conn {
         deadline: Instant,
         burst: u32,
         wire_limit: usize,
-        addr: Option<u128>,
+        peer_key: crate::chat::Peer,
     ) -> Self {
         Conn {
             id,
@@ -221,7 +223,8 @@ impl Conn {
             read_deferred: false,
             known_to_logic: false,
             bucket: TokenBucket::full(burst, now),
-            addr,
+            addr: peer_key.quota_key(),
+            peer_key,
             held_upgrade: None,
             over_cap: None,
         }

@@ -133,19 +133,20 @@ struct AddrState {
 }
 
 /// The per-address key of `ip`: an IPv4 address, or the /64 of an IPv6 one (a single host
-/// usually has a whole /64). `None` for loopback unless `limit_loopback`.
-pub fn address_key(ip: IpAddr, limit_loopback: bool) -> Option<u128> {
+/// usually has a whole /64). Quotas do not apply to loopback unless `limit_loopback`.
+pub fn address_key(ip: IpAddr, limit_loopback: bool) -> Peer {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     };
-    if ip.is_loopback() && !limit_loopback {
-        return None;
-    }
-    Some(match ip {
+    let addr = match ip {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6) & !u128::from(u64::MAX),
-    })
+    };
+    Peer {
+        addr: Some(addr),
+        quotas: limit_loopback || !ip.is_loopback(),
+    }
 }
 
 impl Net {
@@ -319,7 +320,8 @@ impl Net {
                 }
                 continue;
             }
-            let addr = address_key(peer.ip(), self.cfg.limit_loopback);
+            let peer_key = address_key(peer.ip(), self.cfg.limit_loopback);
+            let addr = peer_key.quota_key();
             if let Some(a) = addr
                 && self.addrs.get(&a).map_or(0, |s| s.conns) >= self.cfg.max_connections_per_address
             {
@@ -373,7 +375,7 @@ impl Net {
                 deadline,
                 self.cfg.rate_burst,
                 wire_limit,
-                addr,
+                peer_key,
             );
             entry.insert(conn);
             if let Some(a) = addr {
@@ -693,7 +695,7 @@ impl Net {
                 route: Route::Upgrade { response, service },
                 ..
             } => {
-                let peer = Peer(conn.addr);
+                let peer = conn.peer_key;
                 if matches!(service, Service::Chat(Entry::RoomUrl { .. })) {
                     // The logic thread decides whether the nickname may enter (`admit`).
                     conn.held_upgrade = Some(response);
