@@ -37,31 +37,35 @@ impl Peer {
 /// for what each costs and protects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Rooms in existence, all owners together.
+    /// Rooms in existence, all owners together. Default 4096: bounds the room list (about
+    /// 600 KB at 128-byte names, under the 1 MiB outbound cap) and a mass deletion (about
+    /// 120 KB of notices per client).
     pub rooms: usize,
     /// Temporary rooms one connection, and one user, may have created and still exist.
+    /// Default 16. Rooms made with the server password are exempt.
     pub rooms_per_owner: usize,
-    /// Temporary rooms created from one address that still exist.
+    /// Temporary rooms created from one address that still exist. Default 64.
     pub rooms_per_address: usize,
-    /// Members one room may hold.
+    /// Members one room may hold. Default 10,000 (each message is copied to each member).
     pub members: usize,
-    /// Longest room name and `adduser` username, in bytes.
+    /// Longest room name and `adduser` username, in bytes. Default 128.
     pub name_len: usize,
-    /// Longest room question, and room answer, in bytes.
+    /// Longest room question, and room answer, in bytes. Default 1 KiB.
     pub question_len: usize,
-    /// Live snaps one user may have sent.
+    /// Live snaps one user may have sent. Default 64 (≤ 4 MiB of 64 KiB messages).
     pub snaps_per_sender: usize,
-    /// Live snaps waiting for one user.
+    /// Live snaps waiting for one user. Default 256.
     pub snaps_per_recipient: usize,
-    /// Live snaps sent from one address.
+    /// Live snaps sent from one address. Default 256.
     pub snaps_per_address: usize,
     /// Longest snap life (and read time), in seconds; a snap sent with no expiry lives this
-    /// long.
+    /// long. Default 7 days.
     pub snap_lifetime: u64,
     /// Failed guesses (server password, room answer, login) an address or account may make
-    /// before each further failure locks it out for a while.
+    /// before each further failure locks it out for a while. Default 5.
     pub free_failures: u32,
     /// Longest lockout after a failed guess, in seconds (lockouts double from 1 s up to it).
+    /// Default 60: past the free failures, about one guess a minute per address and account.
     pub max_lockout: u64,
 }
 
