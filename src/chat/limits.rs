@@ -212,7 +212,7 @@ impl Guard {
             let over = (f.count - limits.free_failures - 1).min(32);
             let lockout = (1u64 << over).min(limits.max_lockout.max(1));
             f.locked_until = now.saturating_add(lockout);
-            if over == 0 || lockout == limits.max_lockout && f.count % 100 == 0 {
+            if over == 0 || (lockout == limits.max_lockout && f.count.is_multiple_of(100)) {
                 log::warn!("{who:?}: {} failed guesses; locked out", f.count);
             }
         }

@@ -358,6 +358,7 @@ impl Chat {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn join(
         &mut self,
         conn: ConnId,

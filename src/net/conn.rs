@@ -192,6 +192,7 @@ impl TokenBucket {
 }
 
 impl Conn {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: ConnId,
         transport: Transport,
