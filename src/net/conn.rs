@@ -144,9 +144,9 @@ pub struct Conn {
     /// A room-URL upgrade waiting for the logic thread's admission: the `101` to send if it
     /// is admitted. Nothing is read or queued meanwhile.
     pub held_upgrade: Option<Vec<u8>>,
-    /// The outbound queue's length at the last sweep if it was over the cap then (see
-    /// `Net::sweep`: a queue over the cap that did not shrink by the next sweep is a slow
-    /// consumer).
+    /// What was waiting for the peer (queued here and unsent in the kernel) at the last
+    /// sweep, if that was over the cap (see `Net::sweep`: over the cap twice in a row without
+    /// shrinking is a slow consumer).
     pub over_cap: Option<usize>,
 }
 

@@ -498,13 +498,12 @@ impl Net {
     }
 
     /// Marks the connection for flushing and enforces the hard ceiling on its queue. The
-    /// outbound cap itself is judged by the sweep: a queue over it is only a slow consumer if
-    /// it does not shrink (see `sweep`), so a burst the server made does not cut a reader off.
+    /// outbound cap itself is judged by the sweep: a queue is only a slow consumer if it does
+    /// not drain (see `sweep`), so a burst the server made does not cut a reader off.
     fn after_push(&mut self, key: usize, now: Instant) {
         let conn = &self.conns[key];
-        if conn.outbox.len() > self.cfg.max_outbound.saturating_mul(HARD_CEILING)
-            && conn.accepts_data()
-        {
+        let queued = conn.outbox.len();
+        if queued > self.cfg.max_outbound.saturating_mul(HARD_CEILING) && conn.accepts_data() {
             self.cut_slow_consumer(key, "over the hard ceiling", now);
         }
         self.mark_dirty(key);
@@ -974,16 +973,18 @@ impl Net {
             if conn.held_upgrade.is_some() {
                 continue;
             }
-            // A queue over the cap is a slow consumer only if it has not shrunk since the last
-            // sweep: a reader the server flooded (a mass deletion, a broadcast) drains it.
-            let queued = conn.outbox.len();
-            if queued > self.cfg.max_outbound {
+            // Slowness is judged by draining, not by size at one instant: a client with more
+            // than the cap waiting for it (our queue plus what the kernel holds unsent) at two
+            // sweeps in a row, and no less at the second, is not reading. A reader the server
+            // flooded (a mass deletion, a broadcast) has taken it down by the next sweep.
+            let waiting = conn.outbox.len() + conn.io.transport.kernel_unsent();
+            if waiting > self.cfg.max_outbound {
                 match conn.over_cap {
-                    Some(before) if queued >= before => {
+                    Some(before) if waiting >= before => {
                         slow.push(key);
                         continue;
                     }
-                    _ => conn.over_cap = Some(queued),
+                    _ => conn.over_cap = Some(waiting),
                 }
             } else {
                 conn.over_cap = None;
