@@ -32,6 +32,7 @@ fn protocol_room(members: u32) -> Logic {
             ToLogic::Opened {
                 conn: conn(i),
                 entry: Entry::Protocol,
+                peer: Default::default(),
             },
             NOW,
             &mut out,
@@ -63,6 +64,7 @@ fn url_room(members: u32) -> Logic {
             ToLogic::Opened {
                 conn: conn(i),
                 entry,
+                peer: Default::default(),
             },
             NOW,
             &mut out,

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::chat::Limits;
+
 /// Server configuration. Build it with [`Config::new`] and adjust fields as needed.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -80,8 +82,28 @@ pub struct Config {
     /// Threads hashing passwords. Default 2: a login storm then takes at most two cores' worth
     /// of hashing, and chat (on the net and logic threads) keeps its own.
     pub hash_workers: usize,
-    /// The chat core's limits: hashes in flight, offline queues (see `chat::Limits`).
-    pub limits: crate::chat::Limits,
+    /// The origins (`scheme://host[:port]`) the server is reached at, e.g.
+    /// `https://chat.example`: pages from them may open WebSockets. Default none: then only a
+    /// page whose origin names the server by an IP address or `localhost` (as `Host` does) is
+    /// the server's own. A page from any other host name is refused even when `Host` agrees,
+    /// because under DNS rebinding an attacker's page controls both.
+    pub public_origins: Vec<String>,
+    /// Most simultaneous connections from one address (an IPv4 address or an IPv6 /64).
+    /// Default 256; over it a new connection is accepted and closed at once.
+    pub max_connections_per_address: usize,
+    /// Messages per second all connections of one address may send together (a token bucket
+    /// beside each connection's). Default 1000, burst 2000; 0 turns it off. Messages over it
+    /// are refused like the per-connection limit's.
+    pub address_rate_limit: u32,
+    pub address_rate_burst: u32,
+    /// Apply the per-address limits (connections, messages, rooms, snaps, failed guesses) to
+    /// loopback clients too. Default off: behind a reverse proxy on the same machine every
+    /// client arrives from 127.0.0.1 and would share one budget; such clients are limited
+    /// per connection instead.
+    pub limit_loopback: bool,
+    /// The chat core's quotas (rooms, members, name lengths, snaps, failed guesses); see
+    /// [`Limits`] for each one and its default.
+    pub limits: Limits,
 }
 
 /// Where the TLS certificate and key live; read at start and again on every `SIGHUP`.
@@ -116,10 +138,15 @@ impl Config {
             data: Some(PathBuf::from("websocket.db")),
             argon2: crate::auth::Cost::DEFAULT,
             hash_workers: 2,
-            limits: crate::chat::Limits::default(),
             rate_limit: 100,
             rate_burst: 200,
             tls: None,
+            public_origins: Vec::new(),
+            max_connections_per_address: 256,
+            address_rate_limit: 1000,
+            address_rate_burst: 2000,
+            limit_loopback: false,
+            limits: Limits::default(),
         }
     }
 }

@@ -6,15 +6,20 @@
 use bytes::Bytes;
 
 pub use crate::chat::{ConnId, Recipients};
-use crate::chat::{Entry, Hashed, Request};
+use crate::chat::{Entry, Hashed, Peer, Request};
 
 /// Into the logic thread, from the net thread, the store and the password hashers. The channel
 /// carries a `Vec` of these per batch (a net-loop turn, a group commit), so the logic thread is
 /// woken once per batch, not once per message.
 #[derive(Debug)]
 pub enum ToLogic {
-    /// A WebSocket handshake completed.
-    Opened { conn: ConnId, entry: Entry },
+    /// A WebSocket handshake completed (for a room-URL connection: the upgrade waits for the
+    /// logic thread's [`ToNet::Admit`]). `peer` keys per-address limits.
+    Opened {
+        conn: ConnId,
+        entry: Entry,
+        peer: Peer,
+    },
     /// One client message, already parsed by its dialect on the net thread (refusals such as
     /// a parse error or the rate limit are requests too, so their replies keep their place in
     /// the connection's reply order).
@@ -54,6 +59,12 @@ pub enum ToNet {
         to: Recipients,
         except: Option<ConnId>,
         frame: Frame,
+    },
+    /// Answer a held upgrade (room URL): `None` sends the `101` and lets the connection in;
+    /// `Some((status, reason))` refuses it with that HTTP status instead.
+    Admit {
+        conn: ConnId,
+        refused: Option<(u16, &'static str)>,
     },
     /// Send a close frame after everything already queued, then close the connection.
     Close {

@@ -86,6 +86,8 @@ pub struct Routes {
     /// Browser origins (`scheme://host[:port]`) allowed to open WebSockets besides the server's
     /// own; `*` allows any.
     pub allowed_origins: Vec<String>,
+    /// The server's own public origins (`--public-url`).
+    pub public_origins: Vec<String>,
 }
 
 /// Parses the request head at the start of `buf`.
@@ -163,11 +165,37 @@ fn header_has_token(req: &httparse::Request, name: &str, token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// How many times header `name` occurs.
+fn header_count(req: &httparse::Request, name: &str) -> usize {
+    req.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .count()
+}
+
 fn route(req: &httparse::Request, routes: &Routes) -> Route {
     let method = req.method.unwrap_or_default();
     let target = req.path.unwrap_or_default();
+    // Absolute form (`GET http://host/path`), which servers must accept (RFC 7230 §5.3.2):
+    // route on its path, as if it had come in origin form.
+    let target = match target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+        .or_else(|| target.strip_prefix("ws://"))
+        .or_else(|| target.strip_prefix("wss://"))
+    {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
 
+    // RFC 7230 §5.4: an HTTP/1.1 request without exactly one Host is a bad request.
+    if req.version == Some(1) && header_count(req, "host") != 1 {
+        return Route::Respond(error(
+            400,
+            "an HTTP/1.1 request needs exactly one Host header",
+        ));
+    }
     if header_has_token(req, "upgrade", "websocket") {
         if method != "GET" || req.version != Some(1) {
             return Route::Respond(error(
@@ -175,13 +203,20 @@ fn route(req: &httparse::Request, routes: &Routes) -> Route {
                 "a WebSocket upgrade must be a GET request over HTTP/1.1",
             ));
         }
-        if !origin_allowed(req, &routes.allowed_origins) {
+        // Two Origins: which one would a check believe? Neither.
+        if header_count(req, "origin") > 1 {
+            return Route::Respond(error(
+                400,
+                "a WebSocket upgrade may carry one Origin header",
+            ));
+        }
+        if !origin_allowed(req, routes) {
             let origin = quote(header(req, "origin").unwrap_or_default());
             return Route::Respond(error(
                 403,
                 &format!(
                     "pages from origin {origin} may not open WebSockets here (not this \
-                     server's Host, nor allowed by --allow-origin)"
+                     server's own origin, nor allowed by --public-url or --allow-origin)"
                 ),
             ));
         }
@@ -209,26 +244,67 @@ fn route(req: &httparse::Request, routes: &Routes) -> Route {
 
 /// Cross-site WebSocket hijacking defence: a browser always sends `Origin`, and a page from
 /// another site must not act with its visitor's network position. Requests without `Origin`
-/// (non-browser clients) and from the server's own origin (same host and port as `Host`) are
-/// allowed, others only if listed.
-fn origin_allowed(req: &httparse::Request, allowed: &[String]) -> bool {
+/// (non-browser clients) are allowed; so are the listed origins (`--allow-origin`), the
+/// server's public origins (`--public-url`), and a page that names the server by an IP
+/// address or `localhost`, exactly as its `Host` does. A page from any other host name is
+/// refused even when `Host` agrees: with DNS rebinding, an attacker's name resolves to this
+/// server and the attacker's page controls both headers.
+fn origin_allowed(req: &httparse::Request, routes: &Routes) -> bool {
     let Some(origin) = header(req, "origin") else {
         return true;
     };
     let origin = origin.trim_ascii().to_ascii_lowercase();
-    if allowed
-        .iter()
-        .any(|a| a == "*" || a.as_bytes().eq_ignore_ascii_case(&origin))
-    {
+    let listed = |list: &[String]| {
+        list.iter().any(|a| {
+            a == "*"
+                || a.trim_end_matches('/')
+                    .as_bytes()
+                    .eq_ignore_ascii_case(&origin)
+        })
+    };
+    if listed(&routes.allowed_origins) || listed(&routes.public_origins) {
         return true;
     }
     let authority = origin
         .strip_prefix(b"http://")
         .or_else(|| origin.strip_prefix(b"https://"));
     match (authority, header(req, "host")) {
-        (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host.trim_ascii()),
+        (Some(authority), Some(host)) => {
+            authority.eq_ignore_ascii_case(host.trim_ascii()) && names_no_dns(authority)
+        }
         _ => false,
     }
+}
+
+/// True if `authority` (`host[:port]`) names its host without DNS: an IP literal, or
+/// `localhost` (which browsers resolve locally), so no rebinding can stand behind it.
+fn names_no_dns(authority: &[u8]) -> bool {
+    let Ok(authority) = std::str::from_utf8(authority) else {
+        return false;
+    };
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, _)) => return v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        }
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+/// A `Sec-WebSocket-Key` must be 16 bytes in base64 (RFC 6455 §4.2.1): 22 characters of the
+/// alphabet, the last carrying no stray bits, then `==`.
+fn valid_key(key: &[u8]) -> bool {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let key = key.trim_ascii();
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22].iter().all(|b| B64.contains(b))
+        && B64
+            .iter()
+            .position(|&b| b == key[21])
+            .is_some_and(|v| v & 0xf == 0)
 }
 
 fn upgrade(req: &httparse::Request, path: &str, query: &str, echo_path: Option<&str>) -> Route {
@@ -240,11 +316,12 @@ fn upgrade(req: &httparse::Request, path: &str, query: &str, echo_path: Option<&
         return Route::Respond(Response(r));
     }
     let key = match header(req, "sec-websocket-key") {
-        Some(k) if !k.is_empty() && header_has_token(req, "connection", "upgrade") => k,
+        Some(k) if valid_key(k) && header_has_token(req, "connection", "upgrade") => k.trim_ascii(),
         _ => {
             return Route::Respond(error(
                 400,
-                "a WebSocket upgrade needs Connection: Upgrade and a Sec-WebSocket-Key",
+                "a WebSocket upgrade needs Connection: Upgrade and a Sec-WebSocket-Key of 16 \
+                 bytes in base64",
             ));
         }
     };
@@ -299,14 +376,16 @@ fn room_endpoint(rest: &str, query: &str) -> Result<Entry, String> {
         .ok_or("missing nickname: the room URL is /ws/chat/{room}/?nickname={nickname}")?;
     let room = room_url_field("room name", room)?;
     let nickname = room_url_field("nickname", nickname)?;
-    if nickname.chars().any(char::is_control) {
-        return Err("the nickname contains a control character".into());
+    // `: ` separates a name from its line in what room-URL clients read, so a nickname
+    // holding it could forge a line from someone else.
+    if nickname.contains(": ") {
+        return Err("the nickname contains \": \", which would let it forge lines".into());
     }
     Ok(Entry::RoomUrl { room, nickname })
 }
 
 /// One percent-decoded field of the room URL, checked: not empty, at most
-/// [`MAX_ROOM_URL_FIELD`] bytes, no `/`.
+/// [`MAX_ROOM_URL_FIELD`] bytes, no `/`, no control character.
 fn room_url_field(what: &str, raw: &str) -> Result<String, String> {
     let value = percent_decode(raw)
         .map_err(|()| format!("the {what} is not valid percent-encoded UTF-8"))?;
@@ -319,6 +398,8 @@ fn room_url_field(what: &str, raw: &str) -> Result<String, String> {
         ))
     } else if value.contains('/') {
         Err(format!("the {what} contains '/'"))
+    } else if value.chars().any(char::is_control) {
+        Err(format!("the {what} contains a control character"))
     } else {
         Ok(value)
     }
@@ -331,9 +412,13 @@ fn percent_decode(s: &str) -> Result<String, ()> {
     while let Some(b) = bytes.next() {
         match b {
             b'%' => {
-                let hex = [bytes.next().ok_or(())?, bytes.next().ok_or(())?];
-                let hex = std::str::from_utf8(&hex).map_err(|_| ())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+                let digit = |b: Option<u8>| match b {
+                    // Only hex digits: `from_str_radix` would also take a sign (`%+A`).
+                    Some(b) => (b as char).to_digit(16).ok_or(()),
+                    None => Err(()),
+                };
+                let (hi, lo) = (digit(bytes.next())?, digit(bytes.next())?);
+                out.push((hi * 16 + lo) as u8);
             }
             b'+' => out.push(b' '),
             b => out.push(b),
@@ -409,6 +494,7 @@ mod tests {
             max_head: 8192,
             echo_path: Some("/echo".into()),
             allowed_origins: vec!["https://chat.example".into()],
+            public_origins: vec!["https://public.example".into()],
         }
     }
 
@@ -422,10 +508,23 @@ mod tests {
     #[test]
     fn serves_page_and_errors() {
         assert_eq!(status(&p("GET / HTTP/1.1\r\nHost: x\r\n\r\n")), 200);
-        assert_eq!(status(&p("GET /index.html HTTP/1.1\r\n\r\n")), 200);
-        assert_eq!(status(&p("HEAD /example.html HTTP/1.1\r\n\r\n")), 200);
-        assert_eq!(status(&p("GET /nope HTTP/1.1\r\n\r\n")), 404);
-        assert_eq!(status(&p("POST / HTTP/1.1\r\n\r\n")), 405);
+        assert_eq!(
+            status(&p("GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")),
+            200
+        );
+        assert_eq!(
+            status(&p("HEAD /example.html HTTP/1.1\r\nHost: x\r\n\r\n")),
+            200
+        );
+        assert_eq!(status(&p("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")), 404);
+        assert_eq!(status(&p("POST / HTTP/1.1\r\nHost: x\r\n\r\n")), 405);
+        // RFC 7230 §5.4: no Host, or two, is a bad request; HTTP/1.0 needs none.
+        assert_eq!(status(&p("GET / HTTP/1.1\r\n\r\n")), 400);
+        assert_eq!(
+            status(&p("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")),
+            400
+        );
+        assert_eq!(status(&p("GET / HTTP/1.0\r\n\r\n")), 200);
         assert_eq!(status(&p("\x01\x02 garbage\r\n\r\n")), 400);
         assert_eq!(p("GET / HTTP/1.1\r\nHost: x\r\n"), Head::Partial);
     }
@@ -435,7 +534,7 @@ mod tests {
         let Head::Complete {
             route: Route::Respond(Response(r)),
             ..
-        } = p("HEAD / HTTP/1.1\r\n\r\n")
+        } = p("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
         else {
             panic!()
         };
@@ -569,7 +668,7 @@ mod tests {
             "the room name is not valid percent-encoded UTF-8"
         );
         assert_eq!(room("/ws/chat/r/?nickname=").1, "the nickname is empty");
-        let (status, body) = reason("GET /nope HTTP/1.1\r\n\r\n");
+        let (status, body) = reason("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(status, 404);
         assert!(body.starts_with("no page at '/nope'"), "{body}");
         let (status, body) = reason(&format!(
@@ -610,19 +709,77 @@ mod tests {
     }
 
     #[test]
+    fn conformance_nits() {
+        // Sec-WebSocket-Key must be 16 bytes of base64.
+        for bad in [
+            "abc",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZR==",
+            "dGhl!HNhbXBsZSBub25jZQ==",
+        ] {
+            let req = WS.replace("dGhlIHNhbXBsZSBub25jZQ==", bad);
+            assert_eq!(
+                status(&p(&format!("GET / HTTP/1.1\r\n{req}\r\n"))),
+                400,
+                "{bad}"
+            );
+        }
+        let dialect = |path: &str| match p(&format!("GET {path} HTTP/1.1\r\n{WS}\r\n")) {
+            Head::Complete {
+                route: Route::Upgrade { service, .. },
+                ..
+            } => Some(service),
+            _ => None,
+        };
+        // A sign is not a hex digit; control bytes and `: ` are refused in room-URL fields.
+        assert_eq!(dialect("/ws/chat/%+A/?nickname=a"), None);
+        assert_eq!(dialect("/ws/chat/a%0Ab/?nickname=a"), None);
+        assert_eq!(dialect("/ws/chat/r/?nickname=a%0Ab"), None);
+        assert_eq!(dialect("/ws/chat/r/?nickname=alice%3A%20hi"), None);
+        assert!(dialect("/ws/chat/r/?nickname=a%3Ab").is_some());
+        // The absolute form routes on its path.
+        assert_eq!(
+            dialect("http://x/ws/chat/r/?nickname=ann"),
+            Some(Service::Chat(Entry::RoomUrl {
+                room: "r".into(),
+                nickname: "ann".into()
+            }))
+        );
+        assert_eq!(dialect("http://x/echo"), Some(Service::Echo));
+    }
+
+    #[test]
     fn foreign_origins_are_refused() {
         let with_origin = |origin: &str| {
             status(&p(&format!(
                 "GET / HTTP/1.1\r\n{WS}Origin: {origin}\r\n\r\n"
             )))
         };
-        // `WS` says `Host: x`: the page's own origin is http://x.
-        assert_eq!(with_origin("http://x"), 101);
-        assert_eq!(with_origin("HTTP://X"), 101);
+        // `WS` says `Host: x`: a host name, so http://x is not trusted without --public-url.
+        assert_eq!(with_origin("http://x"), 403);
         assert_eq!(with_origin("https://chat.example"), 101);
         assert_eq!(with_origin("http://evil.example"), 403);
         assert_eq!(with_origin("http://x.evil.example"), 403);
         assert_eq!(with_origin("null"), 403);
+        assert_eq!(with_origin("https://public.example"), 101);
+        // DNS rebinding: the attacker's page names the server by the attacker's host name,
+        // and Host agrees; only IP literals and localhost count as the server's own.
+        let rebound = |host: &str, origin: &str| {
+            let req = WS.replace("Host: x", &format!("Host: {host}"));
+            status(&p(&format!(
+                "GET / HTTP/1.1\r\n{req}Origin: {origin}\r\n\r\n"
+            )))
+        };
+        assert_eq!(rebound("evil.example", "http://evil.example"), 403);
+        assert_eq!(rebound("127.0.0.1:8080", "http://127.0.0.1:8080"), 101);
+        assert_eq!(rebound("[::1]:8080", "http://[::1]:8080"), 101);
+        assert_eq!(rebound("localhost:8080", "http://localhost:8080"), 101);
+        assert_eq!(rebound("127.0.0.1:8080", "http://127.0.0.1:8081"), 403);
+        // Two Origins: 400.
+        let two = format!(
+            "GET / HTTP/1.1\r\n{WS}Origin: https://chat.example\r\nOrigin: http://evil.example\r\n\r\n"
+        );
+        assert_eq!(status(&p(&two)), 400);
         // No Origin (not a browser): allowed.
         assert_eq!(status(&p(&format!("GET / HTTP/1.1\r\n{WS}\r\n"))), 101);
         // `*` allows any.

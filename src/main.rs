@@ -11,7 +11,7 @@ use clap::error::ErrorKind as ClapErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use log::{error, info};
 
-use websocket::config::{Config, TlsFiles};
+use websocket::config::{Config, Limits, TlsFiles};
 use websocket::server::Server;
 use websocket::{client, crash, selftest};
 
@@ -107,6 +107,60 @@ struct ServeArgs {
     /// repeatable). The server's own origin and non-browser clients are always accepted.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origin: Vec<String>,
+    /// The server's public origin (e.g. https://chat.example; repeatable): pages from it may
+    /// open WebSockets. Without it only pages naming the server by IP address or localhost do.
+    #[arg(long = "public-url", value_name = "URL")]
+    public_url: Vec<String>,
+    /// Most simultaneous connections from one address (IPv4, or IPv6 /64).
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_address: usize,
+    /// Messages per second all connections of one address may send together (0 = unlimited).
+    #[arg(long, default_value_t = 1000)]
+    address_rate_limit: u32,
+    /// Messages one address may send in a burst above --address-rate-limit.
+    #[arg(long, default_value_t = 2000)]
+    address_rate_burst: u32,
+    /// Apply per-address limits to loopback clients too (off: a local reverse proxy would make
+    /// every client share one address).
+    #[arg(long)]
+    limit_loopback: bool,
+    /// Most chatrooms on the server.
+    #[arg(long, default_value_t = Limits::default().rooms)]
+    max_rooms: usize,
+    /// Most temporary chatrooms one connection, and one user, may have made.
+    #[arg(long, default_value_t = Limits::default().rooms_per_owner)]
+    max_rooms_per_owner: usize,
+    /// Most temporary chatrooms made from one address.
+    #[arg(long, default_value_t = Limits::default().rooms_per_address)]
+    max_rooms_per_address: usize,
+    /// Most members in one chatroom.
+    #[arg(long, default_value_t = Limits::default().members)]
+    max_members: usize,
+    /// Longest chatroom name and adduser username, in bytes.
+    #[arg(long, default_value_t = Limits::default().name_len)]
+    max_name_len: usize,
+    /// Longest chatroom question, and answer, in bytes.
+    #[arg(long, default_value_t = Limits::default().question_len)]
+    max_question_len: usize,
+    /// Most live snaps one user (or address) may have sent.
+    #[arg(long, default_value_t = Limits::default().snaps_per_sender)]
+    max_snaps_per_sender: usize,
+    /// Most live snaps waiting for one user.
+    #[arg(long, default_value_t = Limits::default().snaps_per_recipient)]
+    max_snaps_per_recipient: usize,
+    /// Most live snaps sent from one address.
+    #[arg(long, default_value_t = Limits::default().snaps_per_address)]
+    max_snaps_per_address: usize,
+    /// Longest snap life and read time, in seconds (a snap without expiry lives this long).
+    #[arg(long, default_value_t = Limits::default().snap_lifetime)]
+    max_snap_lifetime: u64,
+    /// Failed guesses (server password, room answer, login) per address or account before
+    /// lockouts start.
+    #[arg(long, default_value_t = Limits::default().free_failures)]
+    free_failures: u32,
+    /// Longest lockout after a failed guess, in seconds (lockouts double from 1 s).
+    #[arg(long, default_value_t = Limits::default().max_lockout)]
+    max_lockout: u64,
     /// Serve a WebSocket echo endpoint at this path (for conformance testing only).
     #[arg(long)]
     echo_path: Option<String>,
@@ -165,6 +219,28 @@ impl ServeArgs {
         c.rate_limit = self.rate_limit;
         c.rate_burst = self.rate_burst;
         c.read_buffer_size = self.read_buffer_size.max(256);
+        c.public_origins = self.public_url;
+        c.max_connections_per_address = self.max_connections_per_address;
+        c.address_rate_limit = self.address_rate_limit;
+        c.address_rate_burst = self.address_rate_burst;
+        c.limit_loopback = self.limit_loopback;
+        c.limits = Limits {
+            rooms: self.max_rooms,
+            rooms_per_owner: self.max_rooms_per_owner,
+            rooms_per_address: self.max_rooms_per_address,
+            members: self.max_members,
+            name_len: self.max_name_len,
+            question_len: self.max_question_len,
+            snaps_per_sender: self.max_snaps_per_sender,
+            snaps_per_recipient: self.max_snaps_per_recipient,
+            snaps_per_address: self.max_snaps_per_address,
+            snap_lifetime: self.max_snap_lifetime,
+            free_failures: self.free_failures,
+            max_lockout: self.max_lockout,
+            hash_queue: self.hash_queue.max(1),
+            offline_queue: self.offline_queue,
+            offline_ttl: self.offline_ttl,
+        };
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             c.tls = Some(TlsFiles { cert, key });
         }
@@ -179,9 +255,6 @@ impl ServeArgs {
             parallelism: 1,
         };
         c.hash_workers = self.hash_workers.max(1);
-        c.limits.hash_queue = self.hash_queue.max(1);
-        c.limits.offline_queue = self.offline_queue;
-        c.limits.offline_ttl = self.offline_ttl;
         c
     }
 

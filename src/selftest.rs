@@ -285,7 +285,7 @@ fn http_heads() -> Outcome {
     if !page.ends_with(http::PAGE.as_bytes()) || !contains(&page, "text/html; charset=utf-8") {
         return Err("GET / does not serve the chat page as text/html".into());
     }
-    let head = parse(b"HEAD /index.html HTTP/1.1\r\n\r\n");
+    let head = parse(b"HEAD /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
     let Head::Complete {
         route: Route::Respond(Response(headers)),
         ..
@@ -301,11 +301,14 @@ fn http_heads() -> Outcome {
     }
 
     for (req, want) in [
-        (&b"GET /nope HTTP/1.1\r\n\r\n"[..], 404),
-        (b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n", 405),
+        (&b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"[..], 404),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\ncontent-length: 0\r\n\r\n",
+            405,
+        ),
         (b"\x00\x01 nonsense\r\n\r\n", 400),
         (
-            b"GET / HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+            b"GET / HTTP/1.1\r\nHost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
               sec-websocket-version: 13\r\n\r\n",
             400,
         ),
@@ -364,7 +367,7 @@ fn http_heads() -> Outcome {
     if !contains(&response, "sec-websocket-protocol: chatroom-protocol\r\n") {
         return Err("upgrade: the offered chatroom-protocol was not selected".into());
     }
-    let old = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    let old = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n";
     let Head::Complete {
         route: Route::Respond(Response(r)),
@@ -377,7 +380,8 @@ fn http_heads() -> Outcome {
     if !contains(&r, "sec-websocket-version: 13") {
         return Err("426 must name the supported version".into());
     }
-    let room = b"GET /ws/chat/my%20room/?nickname=ann HTTP/1.1\r\nUpgrade: websocket\r\n\
+    let room =
+        b"GET /ws/chat/my%20room/?nickname=ann HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
         Sec-WebSocket-Version: 13\r\n\r\n";
     let Head::Complete {

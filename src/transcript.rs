@@ -328,7 +328,11 @@ pub fn run(steps: &[Step]) -> Result<(), String> {
                     _ => unreachable!(),
                 };
                 clients[s.client] = Some((conn, entry.clone()));
-                ToLogic::Opened { conn, entry }
+                ToLogic::Opened {
+                    conn,
+                    entry,
+                    peer: Default::default(),
+                }
             }
             Act::Send(msg) => {
                 let (conn, entry) = clients[s.client]
@@ -351,6 +355,11 @@ pub fn run(steps: &[Step]) -> Result<(), String> {
                 ToNet::SendMany { to, except, frame } => (to.to_vec(), except, decode(&frame)?),
                 ToNet::Close { conn, code, .. } => (vec![conn], None, format!("<close {code}>")),
                 ToNet::Hold { conn, on } => (vec![conn], None, format!("<hold {on}>")),
+                ToNet::Admit { refused: None, .. } => continue,
+                ToNet::Admit {
+                    conn,
+                    refused: Some((status, _)),
+                } => (vec![conn], None, format!("<refused {status}>")),
             };
             for conn in to {
                 if Some(conn) == except || closed.contains(&conn) {

@@ -9,6 +9,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use super::conns::Identity;
 use super::durable::{Change, HashJob, StoredOffline, StoredUser};
+use super::limits::Guesser;
 use super::pending::{Step, Then, Work};
 use super::{Answer, Chat, ChatError, ConnId, Dialect, Event, ReplyTo, Secret, Sink, UserInfo};
 
@@ -197,9 +198,12 @@ impl Chat {
         re: &ReplyTo<'_>,
         name: &str,
         password: Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        let (user, job) = match self.users.id_of(name) {
+        let account = self.users.id_of(name);
+        self.before_guess(conn, account, now)?;
+        let (user, job) = match account {
             Some(id) => {
                 let hash = self.users.get(id).expect("indexed").hash.clone();
                 (Some(id), HashJob::Verify { password, hash })
@@ -223,12 +227,16 @@ impl Chat {
     pub(super) fn login_verified(
         &mut self,
         step: Step,
-        user: Option<u64>,
+        account: Option<u64>,
+        ok: bool,
         hash: &str,
         out: &mut dyn Sink,
     ) {
+        self.guessed(step.conn, account, step.now, ok);
         // The account may have gone, or its password changed, while the hash was checked.
-        let user = user.filter(|&u| self.users.get(u).is_some_and(|u| u.hash == hash));
+        let user = account
+            .filter(|_| ok)
+            .filter(|&u| self.users.get(u).is_some_and(|u| u.hash == hash));
         let (Some(user), Some(conn)) = (user, step.conn) else {
             return self.finish(step, Err(ChatError::IncorrectLogin), out);
         };
@@ -275,6 +283,46 @@ impl Chat {
             }
         }
         self.served(step, out);
+    }
+
+    /// Before a password of `account` (if the name is one) is checked for `conn`: either one
+    /// locked out by earlier failures is refused without the check.
+    fn before_guess(
+        &mut self,
+        conn: ConnId,
+        account: Option<u64>,
+        now: u64,
+    ) -> Result<(), ChatError> {
+        self.guard.check(self.guesser(conn), now)?;
+        if let Some(acct) = account {
+            self.guard.check(Guesser::Account(acct), now)?;
+        }
+        Ok(())
+    }
+
+    /// After the check: a wrong password counts against the connection's address (while it is
+    /// still connected) and the account; a right one clears the account's failures.
+    pub(super) fn guessed(
+        &mut self,
+        conn: Option<ConnId>,
+        account: Option<u64>,
+        now: u64,
+        ok: bool,
+    ) {
+        let acct = account.map(Guesser::Account);
+        if ok {
+            if let Some(acct) = acct {
+                self.guard.succeeded(acct);
+            }
+            return;
+        }
+        if let Some(conn) = conn {
+            let who = self.guesser(conn);
+            self.guard.failed(who, now, &self.limits);
+        }
+        if let Some(acct) = acct {
+            self.guard.failed(acct, now, &self.limits);
+        }
     }
 
     /// A JSON guest: a name without an account, unique among users and guests.
@@ -460,6 +508,7 @@ impl Chat {
         re: &ReplyTo<'_>,
         old: Secret,
         new: Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let c = self.conns.get(conn).expect("open");
@@ -470,6 +519,7 @@ impl Chat {
             }
             _ => return Err(ChatError::NotLoggedIn),
         };
+        self.before_guess(conn, Some(user), now)?;
         let hash = self
             .users
             .get(user)
@@ -517,6 +567,7 @@ impl Chat {
         conn: ConnId,
         re: &ReplyTo<'_>,
         password: Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let user = self
@@ -524,6 +575,7 @@ impl Chat {
             .get(conn)
             .and_then(|c| c.user())
             .ok_or(ChatError::NotLoggedIn)?;
+        self.before_guess(conn, Some(user), now)?;
         let hash = self
             .users
             .get(user)
@@ -571,9 +623,16 @@ impl Chat {
         name: String,
         password: Secret,
         key: &Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        self.check_server_password(key)?;
+        self.check_server_password(conn, key, now)?;
+        if name.len() > self.limits.name_len {
+            return Err(ChatError::TooLong(super::Field::Name));
+        }
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(ChatError::BadName);
+        }
         self.users.reserve(id, &name)?;
         let work = Work::Hash(HashJob::Hash(password));
         let then = Then::AddUserHashed {
@@ -602,15 +661,17 @@ impl Chat {
     }
 
     /// `removeuser`: refused while the user is logged in; committed, then gone.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn remove_user(
         &mut self,
         conn: ConnId,
         re: &ReplyTo<'_>,
         id: u64,
         key: &Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        self.check_server_password(key)?;
+        self.check_server_password(conn, key, now)?;
         let user = self.users.get(id).ok_or(ChatError::UserNotFound)?;
         if !user.conns.is_empty() {
             return Err(ChatError::UserLoggedIn);
@@ -619,8 +680,14 @@ impl Chat {
         self.park(conn, re, Then::UserDeleted { user: id }, work, out)
     }
 
-    pub(super) fn list_users(&self, status: u64, key: &Secret) -> Result<Answer<'_>, ChatError> {
-        self.check_server_password(key)?;
+    pub(super) fn list_users(
+        &mut self,
+        conn: ConnId,
+        status: u64,
+        key: &Secret,
+        now: u64,
+    ) -> Result<Answer<'_>, ChatError> {
+        self.check_server_password(conn, key, now)?;
         let want_online = match status {
             1 => Some(true),
             2 => Some(false),

@@ -4,7 +4,7 @@ use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::pending::Queue;
-use super::{ConnId, Dialect, Recipients};
+use super::{ConnId, Dialect, Peer, Recipients};
 
 /// Who a connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub(super) struct Conn {
     pub queue: Queue,
     /// The net thread was told to stop reading this connection until `queue` is empty.
     pub held: bool,
+    /// Where it comes from, for per-address quotas and guess counting.
+    pub peer: Peer,
 }
 
 impl Conn {
@@ -59,7 +61,7 @@ pub(super) struct Conns {
 impl Conns {
     /// Registers a new connection and returns its chatclientid (counting from 1, never
     /// reused).
-    pub fn open(&mut self, conn: ConnId, dialect: Dialect, identity: Identity) -> u64 {
+    pub fn open(&mut self, conn: ConnId, dialect: Dialect, identity: Identity, peer: Peer) -> u64 {
         self.last_client += 1;
         let client = self.last_client;
         let c = Conn {
@@ -71,6 +73,7 @@ impl Conns {
             busy: false,
             queue: Queue::new(),
             held: false,
+            peer,
         };
         self.by_id.insert(conn, c);
         self.by_client.insert(client, conn);

@@ -19,6 +19,9 @@ pub struct Request {
     pub requires: Requires,
     /// The intent, or why the dialect refused the message (malformed, over the rate limit).
     pub intent: Result<Intent, ChatError>,
+    /// The message came over the connection's rate limit. The core refuses it with
+    /// [`ChatError::RateLimited`] unless it is an admin command with the right server password.
+    pub over_rate: bool,
 }
 
 impl Request {
@@ -31,6 +34,22 @@ impl Request {
             tag: Tag::default(),
             requires: Requires::Nothing,
             intent,
+            over_rate: false,
+        }
+    }
+}
+
+impl Intent {
+    /// The server password an admin command carries (not `addchatroom`'s: a wrong one there
+    /// is no refusal, so it is never throttled either).
+    pub fn server_key(&self) -> Option<&Secret> {
+        match self {
+            Intent::AddUser { key, .. }
+            | Intent::RemoveUser { key, .. }
+            | Intent::ListUsers { key, .. }
+            | Intent::RemoveRoom { key, .. }
+            | Intent::Broadcast { key, .. } => Some(key),
+            _ => None,
         }
     }
 }

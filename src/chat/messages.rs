@@ -50,14 +50,15 @@ impl Chat {
 
     /// To every connection on the server; the server password is the key.
     pub(super) fn broadcast(
-        &self,
+        &mut self,
         conn: ConnId,
         mid: u64,
         key: &Secret,
         text: &str,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        self.check_server_password(key)?;
+        self.check_server_password(conn, key, now)?;
         let event = Event::Broadcast {
             from: self.who(conn),
             text,

@@ -24,6 +24,7 @@ mod accounts;
 mod conns;
 mod durable;
 mod intent;
+mod limits;
 mod messages;
 mod offline;
 mod output;
@@ -39,6 +40,7 @@ pub use durable::{
     Change, HashJob, Hashed, Snapshot, StoredOffline, StoredRoom, StoredSnap, StoredUser,
 };
 pub use intent::{Intent, Kind, Request, Requires, RoomRef, Tag, Target};
+pub use limits::{Field, Limits, Peer, Quota};
 pub use output::{
     Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, RoomInfo, Sink, SnapInfo, UserInfo,
     Who,
@@ -49,6 +51,7 @@ pub use secret::Secret;
 
 use accounts::Users;
 use conns::{Conns, Identity};
+use limits::{Guard, Guesser};
 use offline::Offline;
 use pending::Pending;
 use rooms::Rooms;
@@ -114,28 +117,6 @@ impl ReplyTo<'_> {
     }
 }
 
-/// The core's limits (each one a `Config` field and a flag).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Password hashes waiting or running at most; past it a login or a registration gets
-    /// "Server busy; try again." at once instead of queueing without bound.
-    pub hash_queue: usize,
-    /// Messages queued for one offline user at most (§10).
-    pub offline_queue: usize,
-    /// Seconds a queued message waits before it is dropped (§10).
-    pub offline_ttl: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            hash_queue: 256,
-            offline_queue: 1000,
-            offline_ttl: 7 * 24 * 3600,
-        }
-    }
-}
-
 /// All chat state. Only the logic thread touches it, so it needs no locks.
 pub struct Chat {
     server_password: Secret,
@@ -149,6 +130,8 @@ pub struct Chat {
     /// Keys the session ids handed out at login, so they cannot be guessed from each other.
     sessions: std::hash::RandomState,
     last_session: u64,
+    /// Failed guesses of secrets, per address and per account.
+    guard: Guard,
 }
 
 impl Chat {
@@ -166,6 +149,7 @@ impl Chat {
             pending: Pending::default(),
             sessions: std::hash::RandomState::new(),
             last_session: 0,
+            guard: Guard::default(),
         };
         chat.restore(snapshot);
         chat
@@ -181,7 +165,7 @@ impl Chat {
         }
         self.rooms.restore_last(snapshot.last_room);
         for snap in snapshot.snaps {
-            self.snaps.restore(snap);
+            self.snaps.restore(snap, None);
         }
         self.snaps.restore_last(snapshot.last_snap);
         for message in snapshot.offline {
@@ -190,16 +174,34 @@ impl Chat {
         self.offline.restore_last(snapshot.last_offline);
     }
 
-    /// A connection completed its handshake.
-    pub fn open(&mut self, conn: ConnId, entry: Entry, out: &mut dyn Sink) {
+    /// Failed guesses so far, and guesses refused during lockouts.
+    pub fn guess_stats(&self) -> (u64, u64) {
+        (self.guard.failed, self.guard.refused)
+    }
+
+    /// A connection completed its handshake, from `peer`. A room-URL connection is first
+    /// admitted or refused ([`Effect::Admit`]).
+    pub fn open(&mut self, conn: ConnId, entry: Entry, peer: Peer, out: &mut dyn Sink) {
         let dialect = entry.dialect();
         match entry {
             Entry::Protocol | Entry::Json => {
-                let client = self.conns.open(conn, dialect, Identity::Anonymous);
+                let client = self.conns.open(conn, dialect, Identity::Anonymous, peer);
                 self.tell_conns([conn], 0, &Event::Welcome { client }, out);
             }
             Entry::RoomUrl { room, nickname } => {
-                self.conns.open(conn, dialect, Identity::Nick(nickname));
+                if let Err(e) = self.admit_by_url(&room, &nickname) {
+                    out.emit(Effect::Admit {
+                        conn,
+                        result: Err(e),
+                    });
+                    return;
+                }
+                out.emit(Effect::Admit {
+                    conn,
+                    result: Ok(()),
+                });
+                self.conns
+                    .open(conn, dialect, Identity::Nick(nickname), peer);
                 self.enter_by_url(conn, room, out);
             }
         }
@@ -226,6 +228,7 @@ impl Chat {
             tag,
             requires,
             intent,
+            over_rate,
         } = request;
         let re = ReplyTo {
             conn,
@@ -235,6 +238,19 @@ impl Chat {
             tag: &tag,
         };
         let intent = intent.and_then(|i| self.check(conn, &requires).map(|()| i));
+        // Over the connection's message rate, only an admin command with the right server
+        // password goes through (an admin's pipelined batch is not cut short); a wrong one
+        // still counts as a failed guess.
+        let intent = match intent {
+            Ok(i) if over_rate => match i.server_key() {
+                Some(key) => self
+                    .check_server_password(conn, key, now)
+                    .map(|()| i)
+                    .map_err(|_| ChatError::RateLimited),
+                None => Err(ChatError::RateLimited),
+            },
+            other => other,
+        };
         let result = match intent {
             Ok(intent) => self.apply(conn, intent, now, &re, out),
             Err(e) => Err(e),
@@ -253,12 +269,15 @@ impl Chat {
         self.leave_all(conn, 0, false, out);
         self.set_identity(conn, Identity::Anonymous);
         self.conns.remove(conn);
+        self.guard.forget_conn(conn);
     }
 
-    /// Time-driven state: snaps and queued messages past their time disappear.
+    /// Time-driven state: snaps and queued messages past their time disappear, old failed
+    /// guesses are forgotten.
     pub fn tick(&mut self, now: u64, out: &mut dyn Sink) {
         self.expire_snaps(now, out);
         self.expire_offline(now, out);
+        self.guard.prune(now);
     }
 
     fn check(&self, conn: ConnId, requires: &Requires) -> Result<(), ChatError> {
@@ -288,7 +307,7 @@ impl Chat {
                 answer,
                 key,
                 unique,
-            } => self.create_room(conn, re, name, question, answer, &key, unique, out),
+            } => self.create_room(conn, re, name, question, answer, &key, unique, now, out),
             Intent::RoomDetails { room } => self.room_details(conn, room),
             Intent::ListRooms => Ok(self.room_list(conn)),
             Intent::RoomMembers { room } => self.room_members(conn, room),
@@ -296,28 +315,30 @@ impl Chat {
                 room,
                 leave_others,
                 answer,
-            } => self.join(conn, re, &room, leave_others, answer, out),
+            } => self.join(conn, re, &room, leave_others, answer, now, out),
             Intent::Leave { room } => self.leave(conn, mid, &room, out),
             Intent::Say { room, text } => self.say(conn, mid, &room, &text, out),
             Intent::SayHere { text } => self.say_here(conn, &text, out),
-            Intent::RemoveRoom { room, key } => self.remove_room(conn, re, room, &key, out),
-            Intent::Login { name, password } => self.login(conn, re, &name, password, out),
+            Intent::RemoveRoom { room, key } => self.remove_room(conn, re, room, &key, now, out),
+            Intent::Login { name, password } => self.login(conn, re, &name, password, now, out),
             Intent::GuestLogin { name } => self.guest_login(conn, mid, name, out),
             Intent::Logout { disconnect } => self.logout(conn, mid, disconnect, out),
             Intent::Register { name, password } => self.register(conn, re, name, password, out),
-            Intent::ChangePassword { old, new } => self.change_password(conn, re, old, new, out),
-            Intent::DeleteAccount { password } => self.delete_account(conn, re, password, out),
+            Intent::ChangePassword { old, new } => {
+                self.change_password(conn, re, old, new, now, out)
+            }
+            Intent::DeleteAccount { password } => self.delete_account(conn, re, password, now, out),
             Intent::FindUsers { pattern } => self.find_users(&pattern),
             Intent::AddUser {
                 id,
                 name,
                 password,
                 key,
-            } => self.add_user(conn, re, id, name, password, &key, out),
-            Intent::RemoveUser { id, key } => self.remove_user(conn, re, id, &key, out),
-            Intent::ListUsers { status, key } => self.list_users(status, &key),
+            } => self.add_user(conn, re, id, name, password, &key, now, out),
+            Intent::RemoveUser { id, key } => self.remove_user(conn, re, id, &key, now, out),
+            Intent::ListUsers { status, key } => self.list_users(conn, status, &key, now),
             Intent::SendTo { to, text } => self.send_to(conn, re, to, &text, now, out),
-            Intent::Broadcast { key, text } => self.broadcast(conn, mid, &key, &text, out),
+            Intent::Broadcast { key, text } => self.broadcast(conn, mid, &key, &text, now, out),
             Intent::Invite { room, invitee } => self.invite(conn, &room, &invitee, out),
             Intent::SendSnap {
                 to,
@@ -331,12 +352,28 @@ impl Chat {
         }
     }
 
-    fn check_server_password(&self, given: &Secret) -> Result<(), ChatError> {
+    /// Checks a guess of the server password by `conn`, counting failures against its
+    /// address; a locked-out guesser is refused without the guess being checked.
+    fn check_server_password(
+        &mut self,
+        conn: ConnId,
+        given: &Secret,
+        now: u64,
+    ) -> Result<(), ChatError> {
+        let who = self.guesser(conn);
+        self.guard.check(who, now)?;
         if self.server_password.matches(given) {
             Ok(())
         } else {
+            self.guard.failed(who, now, &self.limits);
             Err(ChatError::WrongServerPassword)
         }
+    }
+
+    /// Whose failed guesses a guess by `conn` counts against.
+    fn guesser(&self, conn: ConnId) -> Guesser {
+        let peer = self.conns.get(conn).map_or(Peer::default(), |c| c.peer);
+        Guesser::of(peer, conn)
     }
 
     /// How `conn` appears in what others are told. `conn` must be open.

@@ -3,7 +3,7 @@
 //! feed the net thread); a new sink is one more variant here and one more channel there.
 
 use super::durable::{Change, HashJob};
-use super::{ConnId, Kind, Recipients, Tag};
+use super::{ConnId, Field, Kind, Quota, Recipients, Tag};
 
 /// How a connection talks. The core uses it to split audiences, so that each event is rendered
 /// once per dialect present, never once per recipient; what each dialect shows is the
@@ -60,6 +60,12 @@ pub enum Effect<'a> {
     /// Stop reading `conn` (`on`), or start again: its requests pile up behind one that waits
     /// for a worker, and the client should feel that as backpressure, not as memory use here.
     Hold { conn: ConnId, on: bool },
+    /// A room-URL connection's upgrade is decided: let it in (`Ok`, before anything is sent
+    /// to it), or refuse it (the core has already forgotten it).
+    Admit {
+        conn: ConnId,
+        result: Result<(), ChatError>,
+    },
 }
 
 /// The connection whose request caused an event.
@@ -290,4 +296,13 @@ pub enum ChatError {
     StoreFailed,
     /// The recipient's offline queue is full.
     QueueFull,
+    /// Over one of the configured quotas.
+    QuotaExceeded(Quota),
+    /// A name, question or answer longer than allowed.
+    TooLong(Field),
+    /// Too many failed guesses (server password, room answer, login): locked out for `secs`
+    /// more seconds; the guess was not checked.
+    TryLater {
+        secs: u64,
+    },
 }

@@ -72,7 +72,7 @@ pub(super) enum Then {
         room: u64,
         leave_others: bool,
     },
-    SnapStored(StoredSnap),
+    SnapStored(StoredSnap, Option<u128>),
     SnapRead {
         snap: u64,
     },
@@ -335,7 +335,7 @@ impl Chat {
             },
             Then::LoginVerified { user, hash } => {
                 let ok = matches!(hashed, Some(Hashed::Verified(true)));
-                self.login_verified(step, user.filter(|_| ok), &hash, out);
+                self.login_verified(step, user, ok, &hash, out);
             }
             Then::LoginDelivered { user, messages } => {
                 self.login_delivered(step, user, messages, stored, out)
@@ -343,6 +343,7 @@ impl Chat {
             Then::ChangeVerified { user, hash, new } => {
                 let ok = matches!(hashed, Some(Hashed::Verified(true)))
                     && self.users.get(user).is_some_and(|u| u.hash == hash);
+                self.guessed(step.conn, Some(user), step.now, ok);
                 self.change_verified(step, user, ok, new, out);
             }
             Then::ChangeHashed { user } => match hashed {
@@ -369,6 +370,7 @@ impl Chat {
             Then::DeleteVerified { user, hash } => {
                 let ok = matches!(hashed, Some(Hashed::Verified(true)))
                     && self.users.get(user).is_some_and(|u| u.hash == hash);
+                self.guessed(step.conn, Some(user), step.now, ok);
                 if ok {
                     let work = Work::Store(Change::DeleteUser { id: user });
                     self.repark(step, Then::UserDeleted { user }, work, out);
@@ -408,7 +410,7 @@ impl Chat {
                 let ok = matches!(hashed, Some(Hashed::Verified(true)));
                 self.join_verified(step, room, leave_others, ok, out);
             }
-            Then::SnapStored(snap) => self.snap_stored(step, snap, stored, out),
+            Then::SnapStored(snap, addr) => self.snap_stored(step, snap, addr, stored, out),
             Then::SnapRead { snap } => self.snap_read(step, snap, stored, out),
             Then::Queued(message) => {
                 let result = if stored {

@@ -4,6 +4,7 @@ use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::durable::{Change, HashJob, StoredRoom};
+use super::limits::{Counts, Field, Quota};
 use super::pending::{NewRoom, Step, Then, Work};
 use super::{
     Answer, Chat, ChatError, ConnId, Dialect, Event, Farewell, Recipients, ReplyTo, RoomInfo,
@@ -15,6 +16,24 @@ use super::{
 /// which is renewed well before it runs out.
 pub const ROOM_ID_BLOCK: u64 = 1024;
 
+/// Who made a room, for the per-owner quotas.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Owner {
+    /// The admin (with the server password): a persistent room, under no quota.
+    Server,
+    /// A room-URL connection's room: temporary, counted against no one (the connection lives
+    /// in this one room and takes it with it when it goes).
+    Url,
+    /// A client: a temporary room, counted against its connection, user and address while it
+    /// exists.
+    Client {
+        conn: ConnId,
+        /// The creator's userid, 0 when it was not logged in as a user.
+        user: u64,
+        addr: Option<u128>,
+    },
+}
+
 pub(super) struct Room {
     pub name: String,
     pub question: String,
@@ -22,6 +41,8 @@ pub(super) struct Room {
     /// Deleted when its last member leaves (created without the server password).
     pub temporary: bool,
     pub members: Members,
+    /// Who made it, for the quotas.
+    pub owner: Owner,
 }
 
 impl Room {
@@ -142,6 +163,10 @@ pub(super) struct Rooms {
     reserved: u64,
     /// A renewal of the reservation is on its way to the store.
     renewing: bool,
+    /// Existing temporary rooms per creating connection, user and address.
+    by_conn: Counts<ConnId>,
+    by_user: Counts<u64>,
+    by_addr: Counts<u128>,
 }
 
 impl Rooms {
@@ -161,6 +186,20 @@ impl Rooms {
     pub fn first_named(&self, name: &str, accept: impl Fn(&Room) -> bool) -> Option<u64> {
         let ids = self.by_name.get(name)?;
         ids.iter().copied().find(|id| accept(&self.by_id[id]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether `owner` may create one more temporary room.
+    pub fn may_own_another(&self, owner: &Owner, limits: &super::Limits) -> bool {
+        let Owner::Client { conn, user, addr } = *owner else {
+            return true;
+        };
+        self.by_conn.get(&conn) < limits.rooms_per_owner
+            && (user == 0 || self.by_user.get(&user) < limits.rooms_per_owner)
+            && addr.is_none_or(|a| self.by_addr.get(&a) < limits.rooms_per_address)
     }
 
     /// Hands out the next chatroomid, if it is below the committed reservation.
@@ -195,8 +234,19 @@ impl Rooms {
         self.reserved = self.last_id + ROOM_ID_BLOCK;
     }
 
-    /// Adds a room with id `id` (from [`Rooms::next_id`]), with no members yet.
-    pub fn add(&mut self, id: u64, name: String, question: String, answer: Key, temporary: bool) {
+    /// Adds a room with id `id` (from [`Rooms::next_id`]), with no members yet; a temporary
+    /// room made by a client counts against its `owner`'s quotas while it exists.
+    pub fn add(&mut self, id: u64, name: String, question: String, answer: Key, owner: Owner) {
+        let temporary = !matches!(owner, Owner::Server);
+        if let Owner::Client { conn, user, addr } = owner {
+            self.by_conn.add(conn);
+            if user != 0 {
+                self.by_user.add(user);
+            }
+            if let Some(a) = addr {
+                self.by_addr.add(a);
+            }
+        }
         self.last_id = self.last_id.max(id);
         self.by_name.entry(name.clone()).or_default().insert(id);
         let room = Room {
@@ -205,6 +255,7 @@ impl Rooms {
             answer,
             temporary,
             members: Members::default(),
+            owner,
         };
         self.by_id.insert(id, room);
     }
@@ -215,11 +266,26 @@ impl Rooms {
             Some(hash) => Key::Hashed(hash),
             None => Key::None,
         };
-        self.add(stored.id, stored.name, stored.question, answer, false);
+        self.add(
+            stored.id,
+            stored.name,
+            stored.question,
+            answer,
+            Owner::Server,
+        );
     }
 
     pub fn remove(&mut self, id: u64) -> Option<Room> {
         let room = self.by_id.remove(&id)?;
+        if let Owner::Client { conn, user, addr } = room.owner {
+            self.by_conn.sub(conn);
+            if user != 0 {
+                self.by_user.sub(user);
+            }
+            if let Some(a) = addr {
+                self.by_addr.sub(a);
+            }
+        }
         if let Some(ids) = self.by_name.get_mut(&room.name) {
             ids.remove(&id);
             if ids.is_empty() {
@@ -261,31 +327,60 @@ impl Chat {
         answer: Secret,
         key: &Secret,
         unique: bool,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
+        let limits = &self.limits;
+        if name.len() > limits.name_len {
+            return Err(ChatError::TooLong(Field::Name));
+        }
+        if question.len() > limits.question_len {
+            return Err(ChatError::TooLong(Field::Question));
+        }
+        if answer.len() > limits.question_len {
+            return Err(ChatError::TooLong(Field::Answer));
+        }
         if unique && self.rooms.first_named(&name, |_| true).is_some() {
             return Err(ChatError::RoomExists);
         }
-        let id = self.room_id(out)?;
-        if !self.server_password.matches(key) {
-            self.rooms.add(id, name, question, Key::new(answer), true);
-            self.add_member(conn, id);
-            self.announce_room(conn, id, re.mid.unwrap_or(0), out);
-            return Ok(self.in_room(id));
-        }
-        let room = NewRoom {
-            id,
-            name,
-            question,
-            answer,
-            answer_hash: None,
+        // A key makes the room persistent when it is the server password, so it is a guess
+        // like any other (a wrong one is still no refusal: the room is just temporary).
+        let temporary = if key.is_empty() {
+            !self.server_password.matches(key)
+        } else {
+            match self.check_server_password(conn, key, now) {
+                Ok(()) => false,
+                Err(e @ ChatError::TryLater { .. }) => return Err(e),
+                Err(_) => true,
+            }
         };
-        if room.answer.is_empty() {
-            let work = Work::Store(stored_room(&room));
-            return self.park(conn, re, Then::RoomStored(room), work, out);
+        if self.rooms.len() >= self.limits.rooms {
+            return Err(ChatError::QuotaExceeded(Quota::Rooms));
         }
-        let work = Work::Hash(HashJob::Hash(room.answer.clone()));
-        self.park(conn, re, Then::RoomHashed(room), work, out)
+        if !temporary {
+            let room = NewRoom {
+                id: self.room_id(out)?,
+                name,
+                question,
+                answer,
+                answer_hash: None,
+            };
+            if room.answer.is_empty() {
+                let work = Work::Store(stored_room(&room));
+                return self.park(conn, re, Then::RoomStored(room), work, out);
+            }
+            let work = Work::Hash(HashJob::Hash(room.answer.clone()));
+            return self.park(conn, re, Then::RoomHashed(room), work, out);
+        }
+        let owner = self.owner(conn);
+        if !self.rooms.may_own_another(&owner, &self.limits) {
+            return Err(ChatError::QuotaExceeded(Quota::RoomsPerOwner));
+        }
+        let id = self.room_id(out)?;
+        self.rooms.add(id, name, question, Key::new(answer), owner);
+        self.add_member(conn, id);
+        self.announce_room(conn, id, re.mid.unwrap_or(0), out);
+        Ok(self.in_room(id))
     }
 
     /// The next chatroomid, renewing the reservation in the store when it runs low.
@@ -318,8 +413,9 @@ impl Chat {
             return self.finish(step, Err(ChatError::StoreFailed), out);
         }
         let id = room.id;
+        let answer = Key::new(room.answer);
         self.rooms
-            .add(id, room.name, room.question, Key::new(room.answer), false);
+            .add(id, room.name, room.question, answer, Owner::Server);
         let Some(conn) = step.conn else {
             return self.finish(step, Ok(Answer::Silent), out);
         };
@@ -342,8 +438,49 @@ impl Chat {
         self.tell_everyone(true, Some(creator), mid, &event, out);
     }
 
+    /// `conn` as the creator of a temporary room made now.
+    fn owner(&self, conn: ConnId) -> Owner {
+        let c = self.conns.get(conn).expect("open");
+        Owner::Client {
+            conn,
+            user: c.user().unwrap_or(0),
+            addr: c.peer.quota_key(),
+        }
+    }
+
+    /// Whether a room-URL connection named `nickname` may enter room `name`: the nickname
+    /// must not be a registered username, nor a name already in that room (the connection
+    /// would read as that person), and the room must have space (or be creatable).
+    pub(super) fn admit_by_url(&self, name: &str, nickname: &str) -> Result<(), ChatError> {
+        if self.users.id_of(nickname).is_some() || looks_like_guest(nickname) {
+            return Err(ChatError::NameTaken);
+        }
+        match self
+            .rooms
+            .first_named(name, |r| matches!(r.answer, Key::None))
+        {
+            Some(room) => {
+                let r = self.rooms.get(room).expect("found");
+                if r.members.iter().any(|m| self.who(m).name == nickname) {
+                    return Err(ChatError::NameTaken);
+                }
+                if r.members.len() >= self.limits.members as u64 {
+                    return Err(ChatError::QuotaExceeded(Quota::Members));
+                }
+            }
+            None if name.len() > self.limits.name_len => {
+                return Err(ChatError::TooLong(Field::Name));
+            }
+            None if self.rooms.len() >= self.limits.rooms => {
+                return Err(ChatError::QuotaExceeded(Quota::Rooms));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
     /// A room-URL connection joins the first room named `name` that needs no answer (it
-    /// cannot give one), or creates a temporary room of that name.
+    /// cannot give one), or creates a temporary room of that name. `admit_by_url` said yes.
     pub(super) fn enter_by_url(&mut self, conn: ConnId, name: String, out: &mut dyn Sink) {
         match self
             .rooms
@@ -358,7 +495,8 @@ impl Chat {
                     });
                     return;
                 };
-                self.rooms.add(room, name, String::new(), Key::None, true);
+                self.rooms
+                    .add(room, name, String::new(), Key::None, Owner::Url);
                 self.add_member(conn, room);
                 self.announce_room(conn, room, 0, out);
                 self.announce_member(conn, room, 0, out);
@@ -366,6 +504,7 @@ impl Chat {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn join(
         &mut self,
         conn: ConnId,
@@ -373,6 +512,7 @@ impl Chat {
         room: &RoomRef,
         leave_others: bool,
         answer: Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let room = self.resolve(room)?;
@@ -380,17 +520,29 @@ impl Chat {
         if r.members.contains(conn) {
             return Err(ChatError::AlreadyMember);
         }
-        match &r.answer {
-            Key::None => {}
-            Key::Clear(secret) if secret.matches(&answer) => {}
-            Key::Clear(_) => return Err(ChatError::WrongAnswer),
-            Key::Hashed(hash) => {
-                let work = Work::Hash(HashJob::Verify {
-                    password: answer,
-                    hash: hash.clone(),
-                });
-                let then = Then::JoinVerified { room, leave_others };
-                return self.park(conn, re, then, work, out);
+        if r.members.len() >= self.limits.members as u64 {
+            return Err(ChatError::QuotaExceeded(Quota::Members));
+        }
+        if !matches!(r.answer, Key::None) {
+            // An answer is a guess: counted, and refused unchecked during a lockout.
+            let who = self.guesser(conn);
+            self.guard.check(who, now)?;
+            let r = self.rooms.get(room).expect("resolved");
+            match &r.answer {
+                Key::None => {}
+                Key::Clear(secret) if secret.matches(&answer) => {}
+                Key::Clear(_) => {
+                    self.guard.failed(who, now, &self.limits);
+                    return Err(ChatError::WrongAnswer);
+                }
+                Key::Hashed(hash) => {
+                    let work = Work::Hash(HashJob::Verify {
+                        password: answer,
+                        hash: hash.clone(),
+                    });
+                    let then = Then::JoinVerified { room, leave_others };
+                    return self.park(conn, re, then, work, out);
+                }
             }
         }
         let mid = re.mid.unwrap_or(0);
@@ -413,6 +565,10 @@ impl Chat {
         let Some(conn) = step.conn else {
             return self.finish(step, Ok(Answer::Silent), out);
         };
+        if !ok {
+            let who = self.guesser(conn);
+            self.guard.failed(who, step.now, &self.limits);
+        }
         // The room may have gone, or the connection joined it another way, meanwhile.
         let result = match self.rooms.get(room) {
             None => Err(ChatError::RoomNotFound),
@@ -524,9 +680,10 @@ impl Chat {
         re: &ReplyTo<'_>,
         room: u64,
         key: &Secret,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        self.check_server_password(key)?;
+        self.check_server_password(conn, key, now)?;
         let r = self.rooms.get(room).ok_or(ChatError::RoomNotFound)?;
         if !r.temporary {
             let work = Work::Store(Change::DeleteRoom { id: room });
@@ -654,4 +811,11 @@ fn stored_room(room: &NewRoom) -> Change {
         question: room.question.clone(),
         answer: room.answer_hash.clone(),
     }
+}
+
+/// `guest{N}`: how dialects show an anonymous connection, so no nickname may look like it.
+fn looks_like_guest(nickname: &str) -> bool {
+    nickname
+        .strip_prefix("guest")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::durable::{Change, StoredSnap};
+use super::limits::{Counts, Quota};
 use super::pending::{Step, Then, Work};
 use super::{Answer, Chat, ChatError, ConnId, Event, ReplyTo, Sink, SnapInfo};
 
@@ -17,6 +18,8 @@ pub(super) struct Snap {
     /// read, whichever comes first; `None` for never.
     pub deadline: Option<u64>,
     pub text: String,
+    /// The sender's address, for the per-address quota.
+    pub addr: Option<u128>,
 }
 
 impl Snap {
@@ -47,6 +50,10 @@ pub(super) struct Snaps {
     /// (deadline, snap id) of every snap that has one.
     deadlines: BTreeSet<(u64, u64)>,
     last_id: u64,
+    /// Live snaps per sending user, per recipient, per sending address.
+    pub sent_by: Counts<u64>,
+    pub sent_to: Counts<u64>,
+    pub sent_from: Counts<u128>,
 }
 
 impl Snaps {
@@ -65,6 +72,11 @@ impl Snaps {
         self.last_id = self.last_id.max(id);
         self.by_user.entry(snap.from).or_default().insert(id);
         self.by_user.entry(snap.to).or_default().insert(id);
+        self.sent_by.add(snap.from);
+        self.sent_to.add(snap.to);
+        if let Some(a) = snap.addr {
+            self.sent_from.add(a);
+        }
         if let Some(d) = snap.deadline {
             self.deadlines.insert((d, id));
         }
@@ -85,7 +97,9 @@ impl Snaps {
         }
     }
 
-    pub fn restore(&mut self, s: StoredSnap) {
+    /// A stored snap, sent from `addr` (unknown after a restart: such snaps count against
+    /// their sender and recipient only).
+    pub fn restore(&mut self, s: StoredSnap, addr: Option<u128>) {
         let snap = Snap {
             from: s.from,
             to: s.to,
@@ -94,6 +108,7 @@ impl Snaps {
             readtime: s.readtime,
             deadline: s.deadline,
             text: s.text,
+            addr,
         };
         self.insert(s.id, snap);
     }
@@ -133,6 +148,11 @@ impl Snaps {
         let Some(snap) = self.by_id.remove(&id) else {
             return;
         };
+        self.sent_by.sub(snap.from);
+        self.sent_to.sub(snap.to);
+        if let Some(a) = snap.addr {
+            self.sent_from.sub(a);
+        }
         for user in [snap.from, snap.to] {
             if let Some(ids) = self.by_user.get_mut(&user) {
                 ids.remove(&id);
@@ -188,11 +208,31 @@ impl Chat {
         now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
-        let from = self
-            .conns
-            .get(conn)
-            .and_then(|c| c.user())
-            .ok_or(ChatError::NotLoggedIn)?;
+        let c = self.conns.get(conn).expect("open");
+        let from = c.user().ok_or(ChatError::NotLoggedIn)?;
+        let addr = c.peer.quota_key();
+        // A snap nobody can ever read would be storage for free.
+        if to == 0 || self.users.get(to).is_none() {
+            return Err(ChatError::UserNotFound);
+        }
+        let limits = &self.limits;
+        if expire > limits.snap_lifetime || readtime > limits.snap_lifetime {
+            return Err(ChatError::QuotaExceeded(Quota::SnapLifetime));
+        }
+        if self.snaps.sent_by.get(&from) >= limits.snaps_per_sender
+            || addr.is_some_and(|a| self.snaps.sent_from.get(&a) >= limits.snaps_per_address)
+        {
+            return Err(ChatError::QuotaExceeded(Quota::SnapsPerSender));
+        }
+        if self.snaps.sent_to.get(&to) >= limits.snaps_per_recipient {
+            return Err(ChatError::QuotaExceeded(Quota::SnapsPerRecipient));
+        }
+        // "No time limit" is the longest life the server keeps a snap.
+        let expire = if expire == 0 {
+            limits.snap_lifetime
+        } else {
+            expire
+        };
         let id = self.snaps.next_id();
         let snap = Snap {
             from,
@@ -200,18 +240,20 @@ impl Chat {
             sent: now,
             received: 0,
             readtime,
-            deadline: (expire != 0).then(|| now.saturating_add(expire)),
+            deadline: Some(now.saturating_add(expire)),
             text,
+            addr,
         };
         let stored = Snaps::stored(id, &snap);
         let work = Work::Store(Change::PutSnap(stored.clone()));
-        self.park(conn, re, Then::SnapStored(stored), work, out)
+        self.park(conn, re, Then::SnapStored(stored, addr), work, out)
     }
 
     pub(super) fn snap_stored(
         &mut self,
         step: Step,
         stored: StoredSnap,
+        addr: Option<u128>,
         ok: bool,
         out: &mut dyn Sink,
     ) {
@@ -219,7 +261,7 @@ impl Chat {
             return self.finish(step, Err(ChatError::StoreFailed), out);
         }
         let (id, to) = (stored.id, stored.to);
-        self.snaps.restore(stored);
+        self.snaps.restore(stored, addr);
         // The sender learns the id before anyone sees the snap.
         super::pending::reply(&step, Ok(Answer::SnapSent { snap: id }), out);
         let event = Event::Snap(self.snaps.get(id).expect("just added").info(id));

@@ -36,6 +36,7 @@ pub fn parse(msg: &[u8]) -> Request {
             tag,
             requires,
             intent,
+            over_rate: false,
         },
         Err(detail) => bad(tag, detail),
     }
@@ -167,6 +168,7 @@ fn bad(tag: Tag, detail: String) -> Request {
         intent: Err(ChatError::Malformed {
             detail: detail.into(),
         }),
+        over_rate: false,
     }
 }
 
@@ -254,6 +256,10 @@ pub fn reply(buf: &mut Vec<u8>, tag: &Tag, result: &Result<Answer<'_>, ChatError
             .raw("ok", "false")
             .str("error", "bad request")
             .str("detail", detail),
+        Err(ChatError::TryLater { secs }) => o
+            .raw("ok", "false")
+            .str("error", "try later")
+            .num("retry_after", *secs),
         Err(e) => o.raw("ok", "false").str("error", error_code(e)),
         Ok(answer) => {
             let o = o.raw("ok", "true");
@@ -312,6 +318,9 @@ fn error_code(error: &ChatError) -> &'static str {
         | ChatError::InvalidStatus
         | ChatError::SnapNotFound
         | ChatError::NotYourSnap => "bad request",
+        ChatError::QuotaExceeded(_) => "quota exceeded",
+        ChatError::TooLong(_) => "too long",
+        ChatError::TryLater { .. } => "try later",
     }
 }
 

@@ -28,9 +28,32 @@ pub fn event(buf: &mut Vec<u8>, event: &Event<'_>) -> bool {
     };
     write_name(buf, who);
     for part in rest {
-        buf.extend_from_slice(part);
+        escape_controls(buf, part);
     }
     true
+}
+
+/// Copies `text`, writing each control character but tab as a visible escape (`\n`, `\r`,
+/// `\u{1b}`): room-URL clients print lines, and a raw newline in a message would let its
+/// sender print a forged line under someone else's name.
+fn escape_controls(buf: &mut Vec<u8>, text: &[u8]) {
+    let Ok(text) = std::str::from_utf8(text) else {
+        buf.extend_from_slice(text);
+        return;
+    };
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        buf.extend_from_slice(text.as_bytes());
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '\t' => buf.push(b'\t'),
+            '\n' => buf.extend_from_slice(b"\\n"),
+            '\r' => buf.extend_from_slice(b"\\r"),
+            c if c.is_control() => buf.extend_from_slice(c.escape_unicode().to_string().as_bytes()),
+            c => buf.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
 }
 
 /// Only a refusal for sending too fast is worth a line; a line is otherwise answered by being
@@ -52,6 +75,6 @@ fn write_name(buf: &mut Vec<u8>, who: &Who<'_>) {
         buf.extend_from_slice(b"guest");
         buf.extend_from_slice(itoa::Buffer::new().format(who.client).as_bytes());
     } else {
-        buf.extend_from_slice(who.name.as_bytes());
+        escape_controls(buf, who.name.as_bytes());
     }
 }

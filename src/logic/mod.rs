@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 
 use crate::auth::{self, Cost, Hasher};
 use crate::chat::{
-    Actor, Change, Chat, Dialect, Effect, Event, Farewell, HashJob, Hashed, Limits, Recipients,
-    Sink, Snapshot,
+    Actor, Change, Chat, ChatError, Dialect, Effect, Event, Farewell, HashJob, Hashed, Limits,
+    Recipients, Sink, Snapshot,
 };
 use crate::dialect::{self, ActorView};
 use crate::events::{Frame, ToLogic, ToNet};
@@ -130,8 +130,13 @@ impl Logic {
     /// An empty server whose hashing runs inline at the cheapest cost and which stores
     /// nothing; `server_password` gates the admin commands.
     pub fn new(server_password: &[u8]) -> Logic {
+        Logic::with_limits(server_password, Limits::default())
+    }
+
+    /// Like [`Logic::new`], with the given quotas.
+    pub fn with_limits(server_password: &[u8], limits: Limits) -> Logic {
         let hasher = Hasher::new(Cost::TESTING).expect("the testing cost is valid");
-        let chat = Chat::new(server_password, Limits::default(), Snapshot::default());
+        let chat = Chat::new(server_password, limits, Snapshot::default());
         Logic::with(chat, Workers::Inline(hasher))
     }
 
@@ -153,7 +158,7 @@ impl Logic {
             done: &mut self.done,
         };
         match event {
-            ToLogic::Opened { conn, entry } => self.chat.open(conn, entry, &mut router),
+            ToLogic::Opened { conn, entry, peer } => self.chat.open(conn, entry, peer, &mut router),
             ToLogic::Request { conn, request } => {
                 self.chat.request(conn, request, now, &mut router)
             }
@@ -212,6 +217,14 @@ impl Sink for Router<'_> {
                 if let Some(frame) = dialect::render_reply(dialect, mid, kind, tag, &result) {
                     self.out.push(ToNet::Send { to: conn, frame });
                 }
+            }
+            Effect::Admit { conn, result } => {
+                let refused = result.err().map(|e| match e {
+                    ChatError::NameTaken => (409, "Conflict: that nickname is taken"),
+                    ChatError::QuotaExceeded(_) => (503, "Service Unavailable: room full"),
+                    _ => (400, "Bad Request"),
+                });
+                self.out.push(ToNet::Admit { conn, refused });
             }
             Effect::Close { conn, why } => {
                 let (code, reason) = match why {

@@ -6,7 +6,7 @@
 //! it is a connection that must not receive it.
 
 use super::Logic;
-use crate::chat::{ConnId, Dialect, Entry};
+use crate::chat::{ConnId, Dialect, Entry, Limits, Peer};
 use crate::dialect;
 use crate::events::{Frame, ToLogic, ToNet};
 use crate::ws::text_payload;
@@ -38,6 +38,10 @@ fn show(action: &ToNet) -> String {
         }
         ToNet::Close { conn, code, .. } => format!("{} close {code}", conn.slot),
         ToNet::Hold { conn, on } => format!("{} hold {on}", conn.slot),
+        ToNet::Admit { conn, refused } => match refused {
+            None => format!("{} admitted", conn.slot),
+            Some((status, _)) => format!("{} refused {status}", conn.slot),
+        },
     }
 }
 
@@ -57,6 +61,16 @@ impl T {
         }
     }
 
+    /// Like [`T::with`], with other quotas.
+    fn with_limits(n: u32, limits: Limits) -> Self {
+        let mut t = T::new();
+        t.logic = Logic::with_limits(PW, limits);
+        for i in 1..=n {
+            t.open(i);
+        }
+        t
+    }
+
     /// A server with protocol connections 1..=n open (their greetings dropped).
     fn with(n: u32) -> Self {
         let mut t = T::new();
@@ -72,8 +86,12 @@ impl T {
         out
     }
 
+    /// The output, without the admission of a room-URL connection (every one is admitted
+    /// unless a test says otherwise).
     fn event(&mut self, event: ToLogic) -> Vec<String> {
-        self.raw(event).iter().map(show).collect()
+        let out = self.raw(event);
+        let admitted = |a: &&ToNet| matches!(a, ToNet::Admit { refused: None, .. });
+        out.iter().filter(|a| !admitted(a)).map(show).collect()
     }
 
     fn open_entry(&mut self, slot: u32, entry: Entry) -> Vec<String> {
@@ -81,6 +99,17 @@ impl T {
         self.event(ToLogic::Opened {
             conn: c(slot),
             entry,
+            peer: Default::default(),
+        })
+    }
+
+    /// Opens `slot` as if from address `peer`.
+    fn open_entry_from(&mut self, slot: u32, entry: Entry, peer: Peer) -> Vec<String> {
+        self.dialects.insert(slot, entry.dialect());
+        self.event(ToLogic::Opened {
+            conn: c(slot),
+            entry,
+            peer,
         })
     }
 
@@ -143,6 +172,7 @@ fn opening_sends_the_client_id_counting_from_one_never_reused() {
     let out = t.raw(ToLogic::Opened {
         conn: reused,
         entry: Entry::Protocol,
+        peer: Default::default(),
     });
     assert_eq!(
         out.iter().map(show).collect::<Vec<_>>(),
@@ -282,7 +312,14 @@ fn getchatroomlist_in_creation_order_with_info_per_receiver() {
 
 #[test]
 fn getchatroomlist_with_1000_rooms() {
-    let mut t = T::with(2);
+    let mut t = T::with_limits(
+        2,
+        Limits {
+            rooms_per_owner: 1000,
+            rooms_per_address: 1000,
+            ..Limits::default()
+        },
+    );
     let mut want = String::from("2 < chatroomlist(7,");
     for i in 1..=1000 {
         let name = format!("room{i}");
@@ -835,8 +872,16 @@ fn sendsnap_reaches_snap_enabled_connections_of_the_recipient() {
             "1 < snap(2,42,7,1700000003,0,5,2,s2)"
         ]
     );
-    // A snap to a user nobody is logged in as is stored all the same.
-    assert_eq!(t.cmd(3, "sendsnap(4,99,0,0,2,s3)"), ["3 < snap_sent(4,3,)"]);
+    // A snap to a user that does not exist (or to userid 0) is refused: nobody could ever
+    // read it, so it would only be storage for the sender.
+    assert_eq!(
+        t.cmd(3, "sendsnap(4,99,0,0,2,s3)"),
+        ["3 < error(23,That user wasn't found.4,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "sendsnap(5,0,0,0,2,s3)"),
+        ["3 < error(23,That user wasn't found.5,)"]
+    );
 }
 
 #[test]
@@ -1704,4 +1749,254 @@ fn requests_behind_a_waiting_one_keep_their_order_and_hold_reads_past_a_backlog(
     // Reads resume once the queue is empty.
     want.push("1 hold false".to_string());
     assert_eq!(lines, want);
+}
+
+// Quotas and brute force (one abuser cannot hurt anyone else).
+
+/// `error(N,text M,)` as the command protocol words a refusal.
+fn err(slot: u32, text: &str, mid: u64) -> String {
+    format!("{slot} < error({},{text}{mid},)", text.len())
+}
+
+#[test]
+fn rooms_per_owner_and_in_total_are_capped() {
+    let limits = Limits {
+        rooms_per_owner: 2,
+        rooms: 4,
+        ..Limits::default()
+    };
+    let mut t = T::with_limits(3, limits);
+    t.cmd(1, "addchatroom(1,1,a0,0,0,)");
+    t.cmd(1, "addchatroom(2,1,b0,0,0,)");
+    assert_eq!(
+        t.cmd(1, "addchatroom(3,1,c0,0,0,)"),
+        [err(1, "You have made too many chatrooms.", 3)]
+    );
+    // A persistent room (the server password) is the admin's, not a quota's.
+    assert!(t.cmd(1, "addchatroom(4,1,p0,0,2,pw)")[0].starts_with("1 < chatroomcreated(4,"));
+    t.cmd(2, "addchatroom(5,1,d0,0,0,)");
+    assert_eq!(
+        t.cmd(2, "addchatroom(6,1,e0,0,0,)"),
+        [err(2, "The server has too many chatrooms.", 6)]
+    );
+    // Leaving deletes the temporary rooms, which gives the quota back.
+    t.cmd(1, "leavechatroom(7,1)");
+    assert!(t.cmd(1, "addchatroom(8,1,c0,0,0,)")[0].starts_with("1 < chatroomcreated(8,"));
+}
+
+#[test]
+fn long_names_questions_and_answers_are_refused() {
+    let limits = Limits {
+        name_len: 4,
+        question_len: 3,
+        ..Limits::default()
+    };
+    let mut t = T::with_limits(1, limits);
+    assert_eq!(
+        t.cmd(1, "addchatroom(1,5,abcde0,0,0,)"),
+        [err(1, "That name is too long.", 1)]
+    );
+    assert_eq!(
+        t.cmd(1, "addchatroom(2,1,a4,what0,0,)"),
+        [err(1, "That question is too long.", 2)]
+    );
+    assert_eq!(
+        t.cmd(1, "addchatroom(3,1,a1,q4,abcd0,)"),
+        [err(1, "That answer is too long.", 3)]
+    );
+    assert_eq!(
+        t.cmd(1, "adduser(4,9,5,abcde8,password2,pw)"),
+        [err(1, "That name is too long.", 4)]
+    );
+    // adduser refuses what register refuses: empty names and control characters.
+    for (m, name) in [(5, ""), (6, "a\nb"), (7, "a\0")] {
+        assert_eq!(
+            t.cmd(
+                1,
+                &format!("adduser({m},9,{},{name}8,password2,pw)", name.len())
+            ),
+            [err(1, "Invalid user name.", m)]
+        );
+    }
+}
+
+#[test]
+fn a_full_room_refuses_joiners() {
+    let limits = Limits {
+        members: 2,
+        ..Limits::default()
+    };
+    let mut t = T::with_limits(3, limits);
+    t.cmd(1, "addchatroom(1,1,a0,0,0,)");
+    t.cmd(2, "joinchatroom(2,1,0,0,)");
+    assert_eq!(
+        t.cmd(3, "joinchatroom(3,1,0,0,)"),
+        [err(3, "That chatroom is full.", 3)]
+    );
+}
+
+#[test]
+fn snap_quotas_and_lifetimes() {
+    let mut t = T::new();
+    t.logic = Logic::with_limits(
+        PW,
+        Limits {
+            snaps_per_sender: 2,
+            snaps_per_recipient: 3,
+            snap_lifetime: 100,
+            ..Limits::default()
+        },
+    );
+    for i in 1..=4 {
+        t.open(i);
+    }
+    t.cmd(1, "adduser(1,42,5,alice1,x2,pw)");
+    t.cmd(1, "adduser(1,7,3,bob1,x2,pw)");
+    t.cmd(1, "adduser(1,8,3,eve1,x2,pw)");
+    t.cmd(2, "login(2,5,alice1,x)");
+    t.cmd(3, "login(2,3,bob1,x)");
+    t.cmd(4, "login(2,3,eve1,x)");
+    assert_eq!(
+        t.cmd(3, "sendsnap(1,42,101,0,1,x)"),
+        [err(3, "That snap would live too long.", 1)]
+    );
+    assert_eq!(
+        t.cmd(3, "sendsnap(2,42,0,101,1,x)"),
+        [err(3, "That snap would live too long.", 2)]
+    );
+    assert_eq!(t.cmd(3, "sendsnap(3,42,0,0,1,x)"), ["3 < snap_sent(3,1,)"]);
+    assert_eq!(t.cmd(3, "sendsnap(4,42,50,0,1,x)"), ["3 < snap_sent(4,2,)"]);
+    assert_eq!(
+        t.cmd(3, "sendsnap(5,42,50,0,1,x)"),
+        [err(3, "You have too many snaps waiting.", 5)]
+    );
+    assert_eq!(t.cmd(4, "sendsnap(6,42,50,0,1,x)"), ["4 < snap_sent(6,3,)"]);
+    assert_eq!(
+        t.cmd(4, "sendsnap(7,42,50,0,1,x)"),
+        [err(4, "That user has too many snaps waiting.", 7)]
+    );
+    // "No expiry" lives as long as the server keeps snaps, then frees the quota.
+    t.now += 100;
+    t.event(ToLogic::Tick);
+    assert_eq!(t.cmd(3, "sendsnap(8,42,50,0,1,x)"), ["3 < snap_sent(8,4,)"]);
+}
+
+#[test]
+fn failed_guesses_lock_the_guesser_out_without_checking() {
+    let mut t = T::new();
+    t.open_entry_from(1, Entry::Protocol, Peer::at(1));
+    t.open_entry_from(2, Entry::Protocol, Peer::at(1));
+    t.open_entry_from(3, Entry::Protocol, Peer::at(2));
+    let wrong = |t: &mut T, slot, m| t.cmd(slot, &format!("getusers({m},3,2,no)"));
+    for m in 1..=6 {
+        assert_eq!(
+            wrong(&mut t, 1, m),
+            [err(1, "Incorrect server password.", m)]
+        );
+    }
+    // Six failures: locked out for 1 s, on every connection of the address, even for the
+    // right password; another address is not affected.
+    let locked = "Too many failed attempts; try again in 1 s.";
+    assert_eq!(wrong(&mut t, 2, 7), [err(2, locked, 7)]);
+    assert_eq!(t.cmd(1, "getusers(8,3,2,pw)"), [err(1, locked, 8)]);
+    assert_eq!(t.cmd(3, "getusers(9,3,2,pw)"), ["3 < users(9,)"]);
+    // Lockouts double: 1 s, 2 s, 4 s…
+    t.now += 1;
+    assert_eq!(
+        wrong(&mut t, 1, 10),
+        [err(1, "Incorrect server password.", 10)]
+    );
+    assert_eq!(
+        wrong(&mut t, 1, 11),
+        [err(1, "Too many failed attempts; try again in 2 s.", 11)]
+    );
+    t.now += 2;
+    assert_eq!(t.cmd(1, "getusers(12,3,2,pw)"), ["1 < users(12,)"]);
+    // Room answers count too.
+    t.cmd(3, "addchatroom(13,1,r1,q1,a0,)");
+    t.now += 10;
+    wrong(&mut t, 1, 14);
+    assert_eq!(
+        t.cmd(1, "joinchatroom(15,1,0,1,b)"),
+        [err(1, "Too many failed attempts; try again in 4 s.", 15)]
+    );
+}
+
+#[test]
+fn failed_logins_lock_the_account_from_every_address() {
+    let mut t = T::new();
+    for slot in 1..=8 {
+        t.open_entry_from(slot, Entry::Protocol, Peer::at(u128::from(slot)));
+    }
+    t.cmd(1, "adduser(1,42,5,alice8,password2,pw)");
+    // Each guess from another address: the account still locks after five failures.
+    for slot in 2..=7 {
+        assert_eq!(
+            t.cmd(slot, "login(1,5,alice5,guess)"),
+            [err(slot, "Incorrect login.", 1)]
+        );
+    }
+    assert_eq!(
+        t.cmd(8, "login(2,5,alice8,password)"),
+        [err(8, "Too many failed attempts; try again in 1 s.", 2)]
+    );
+    t.now += 1;
+    assert_eq!(t.cmd(8, "login(3,5,alice8,password)"), ["8 < success(3,)"]);
+}
+
+#[test]
+fn admin_commands_over_the_rate_limit_pass_with_the_right_password() {
+    let mut t = T::with(1);
+    let over = |t: &mut T, msg: &str| {
+        let mut request = dialect::parse(Dialect::Protocol, msg.as_bytes());
+        request.over_rate = true;
+        t.event(ToLogic::Request {
+            conn: c(1),
+            request,
+        })
+    };
+    assert_eq!(over(&mut t, "getusers(1,3,2,pw)"), ["1 < users(1,)"]);
+    let limited = "Too many messages; slow down.";
+    assert_eq!(over(&mut t, "getusers(2,3,2,no)"), [err(1, limited, 2)]);
+    assert_eq!(over(&mut t, "getchatroomlist(3)"), [err(1, limited, 3)]);
+}
+
+#[test]
+fn room_url_nicknames_cannot_pose_as_someone_else() {
+    let mut t = T::with(1);
+    t.cmd(1, "adduser(1,42,5,alice8,password2,pw)");
+    assert_eq!(t.open_url(2, "lobby", "alice"), ["2 refused 409"]);
+    assert_eq!(t.open_url(3, "lobby", "guest1"), ["3 refused 409"]);
+    assert_eq!(
+        t.open_url(4, "lobby", "ann"),
+        [
+            "1 < chatroomcreated(0,1,5,lobby8,1,)",
+            "4 < ann joined lobby"
+        ]
+    );
+    assert_eq!(t.open_url(5, "lobby", "ann"), ["5 refused 409"]);
+    // Same nickname, another room: fine.
+    assert!(
+        t.open_url(6, "hall", "ann")
+            .contains(&"6 < ann joined hall".to_string())
+    );
+    // A refused connection is unknown to the core: what it sends goes nowhere.
+    assert!(t.text(5, "hi").is_empty());
+}
+
+#[test]
+fn room_url_lines_escape_control_characters() {
+    let mut t = T::with(1);
+    t.open_url(2, "lobby", "ann");
+    t.cmd(1, "joinchatroom(1,1,0,0,)");
+    let out = t.cmd(1, "send(2,1,28,hi\nalice: send me a password)");
+    assert!(
+        out.contains(&r"2 < guest1: hi\nalice: send me a password".to_string()),
+        "{out:?}"
+    );
+    let out = t.text(2, "a\tb\r\x1b[2J");
+    assert!(
+        out.contains(&r"2 < ann: a	b\r\u{1b}[2J".to_string()),
+        "{out:?}"
+    );
 }

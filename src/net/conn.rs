@@ -140,6 +140,17 @@ pub struct Conn {
     pub held: bool,
     /// Rate limit of incoming messages.
     pub bucket: TokenBucket,
+    /// The per-address key of `peer` (`None`: exempt from per-address limits).
+    pub addr: Option<u128>,
+    /// What the chat core is told about `peer`.
+    pub peer_key: crate::chat::Peer,
+    /// A room-URL upgrade waiting for the logic thread's admission: the `101` to send if it
+    /// is admitted. Nothing is read or queued meanwhile.
+    pub held_upgrade: Option<Vec<u8>>,
+    /// What was waiting for the peer (queued here and unsent in the kernel) at the last
+    /// sweep, if that was over the cap (see `Net::sweep`: over the cap twice in a row without
+    /// shrinking is a slow consumer).
+    pub over_cap: Option<usize>,
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -176,9 +187,15 @@ impl TokenBucket {
             false
         }
     }
+
+    /// Counts a refusal decided elsewhere (the address's bucket).
+    pub fn refuse(&mut self) {
+        self.refused_in_a_row += 1;
+    }
 }
 
 impl Conn {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: ConnId,
         transport: Transport,
@@ -187,6 +204,7 @@ impl Conn {
         deadline: Instant,
         burst: u32,
         wire_limit: usize,
+        peer_key: crate::chat::Peer,
     ) -> Self {
         Conn {
             id,
@@ -210,6 +228,10 @@ impl Conn {
             known_to_logic: false,
             held: false,
             bucket: TokenBucket::full(burst, now),
+            addr: peer_key.quota_key(),
+            peer_key,
+            held_upgrade: None,
+            over_cap: None,
         }
     }
 

@@ -9,8 +9,9 @@ mod conn;
 mod outbox;
 mod transport;
 
+use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,13 +30,13 @@ use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 
-use crate::chat::{ChatError, Dialect};
+use crate::chat::{ChatError, Dialect, Entry, Peer};
 use crate::config::Config;
 use crate::dialect;
 use crate::events::{ConnId, ToLogic, ToNet};
 use crate::http::{self, Head, Route, Service};
 use crate::tls::Tls;
-use conn::{Conn, Phase, Speaks};
+use conn::{Conn, Phase, Speaks, TokenBucket};
 use outbox::SharedFrame;
 use transport::Transport;
 
@@ -52,6 +53,9 @@ const MAX_TURN_DELIVERIES: usize = 32 * 1024;
 const MAX_TURN_EVENTS: usize = 1024;
 /// Bytes one connection may read per turn of the loop before others get theirs.
 const READ_BUDGET: usize = 256 * 1024;
+/// A slow consumer's queue may grow to this many times `max_outbound` before the sweep
+/// decides (see `Net::sweep`); past it the connection is cut at once, for memory's sake.
+const HARD_CEILING: usize = 8;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -71,6 +75,8 @@ struct Stats {
     accepted: u64,
     refused_over_limit: u64,
     slow_consumers_cut: u64,
+    refused_per_address: u64,
+    address_rate_refusals: u64,
     timed_out: u64,
     protocol_failures: u64,
     rate_limited_cut: u64,
@@ -116,6 +122,31 @@ pub struct Net {
     /// The logic thread's output was not all queued last turn: read nobody until it is.
     output_backlog: bool,
     stats: Stats,
+    /// Connections and the shared message budget of each address that has connections.
+    addrs: HashMap<u128, AddrState>,
+}
+
+/// What one client address holds: its connections, and their common message budget.
+struct AddrState {
+    conns: usize,
+    bucket: TokenBucket,
+}
+
+/// The per-address key of `ip`: an IPv4 address, or the /64 of an IPv6 one (a single host
+/// usually has a whole /64). Quotas do not apply to loopback unless `limit_loopback`.
+pub fn address_key(ip: IpAddr, limit_loopback: bool) -> Peer {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let addr = match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6) & !u128::from(u64::MAX),
+    };
+    Peer {
+        addr: Some(addr),
+        quotas: limit_loopback || !ip.is_loopback(),
+    }
 }
 
 impl Net {
@@ -157,6 +188,7 @@ impl Net {
                 max_head: cfg.max_head_size,
                 echo_path: cfg.echo_path.clone(),
                 allowed_origins: cfg.allowed_origins.clone(),
+                public_origins: cfg.public_origins.clone(),
             },
             cfg,
             ws_cfg,
@@ -168,6 +200,7 @@ impl Net {
             reread: Vec::new(),
             output_backlog: false,
             stats: Stats::default(),
+            addrs: HashMap::new(),
         })
     }
 
@@ -287,6 +320,24 @@ impl Net {
                 }
                 continue;
             }
+            let peer_key = address_key(peer.ip(), self.cfg.limit_loopback);
+            let addr = peer_key.quota_key();
+            if let Some(a) = addr
+                && self.addrs.get(&a).map_or(0, |s| s.conns) >= self.cfg.max_connections_per_address
+            {
+                {
+                    self.stats.refused_per_address += 1;
+                    if self.stats.refused_per_address.is_power_of_two() {
+                        warn!(
+                            "{}: over {} connections from one address; refused {} so far",
+                            peer.ip(),
+                            self.cfg.max_connections_per_address,
+                            self.stats.refused_per_address
+                        );
+                    }
+                    continue;
+                }
+            }
             let entry = self.conns.vacant_entry();
             let key = entry.key();
             if let Err(e) = self
@@ -324,8 +375,17 @@ impl Net {
                 deadline,
                 self.cfg.rate_burst,
                 wire_limit,
+                peer_key,
             );
             entry.insert(conn);
+            if let Some(a) = addr {
+                let burst = self.cfg.address_rate_burst;
+                let state = self.addrs.entry(a).or_insert_with(|| AddrState {
+                    conns: 0,
+                    bucket: TokenBucket::full(burst, now),
+                });
+                state.conns += 1;
+            }
             self.stats.accepted += 1;
         }
     }
@@ -419,6 +479,11 @@ impl Net {
                             }
                         }
                     }
+                    ToNet::Admit { conn, refused } => {
+                        if let Some(key) = self.key_of(conn) {
+                            self.admit(key, refused, now);
+                        }
+                    }
                 }
             }
         }
@@ -441,27 +506,62 @@ impl Net {
         self.after_push(key, now);
     }
 
-    /// Marks the connection for flushing and enforces the outbound cap.
+    /// Marks the connection for flushing and enforces the hard ceiling on its queue. The
+    /// outbound cap itself is judged by the sweep: a queue is only a slow consumer if it does
+    /// not drain (see `sweep`), so a burst the server made does not cut a reader off.
     fn after_push(&mut self, key: usize, now: Instant) {
-        let conn = &mut self.conns[key];
-        if conn.outbox.len() > self.cfg.max_outbound && conn.accepts_data() {
-            self.stats.slow_consumers_cut += 1;
-            warn!(
-                "{} ({}): {} bytes queued, over the {} byte cap: closing as a slow consumer",
-                conn.peer,
-                conn.id.slot,
-                conn.outbox.len(),
-                self.cfg.max_outbound
-            );
-            conn.outbox.discard_unsent();
-            self.close_ws(
-                key,
-                close::POLICY,
-                "slow consumer: outbound queue full",
-                now,
-            );
+        let conn = &self.conns[key];
+        let queued = conn.outbox.len();
+        if queued > self.cfg.max_outbound.saturating_mul(HARD_CEILING) && conn.accepts_data() {
+            self.cut_slow_consumer(key, "over the hard ceiling", now);
         }
         self.mark_dirty(key);
+    }
+
+    /// Closes a connection that does not take what is queued for it, discarding its unsent
+    /// frames (a torn front frame is finished first).
+    fn cut_slow_consumer(&mut self, key: usize, why: &str, now: Instant) {
+        let conn = &mut self.conns[key];
+        self.stats.slow_consumers_cut += 1;
+        warn!(
+            "{} ({}): {} bytes queued, over the {} byte cap ({why}): closing as a slow consumer",
+            conn.peer,
+            conn.id.slot,
+            conn.outbox.len(),
+            self.cfg.max_outbound
+        );
+        conn.outbox.discard_unsent();
+        self.close_ws(
+            key,
+            close::POLICY,
+            "slow consumer: outbound queue full",
+            now,
+        );
+    }
+
+    /// The logic thread's answer to a held room-URL upgrade.
+    fn admit(&mut self, key: usize, refused: Option<(u16, &'static str)>, now: Instant) {
+        let conn = &mut self.conns[key];
+        let Some(response) = conn.held_upgrade.take() else {
+            return;
+        };
+        match refused {
+            None => {
+                conn.outbox.push(Rc::new(Bytes::from(response)));
+                self.mark_dirty(key);
+                // Frames that came with or after the upgrade are waiting: read them now.
+                self.defer_read(key);
+            }
+            Some((status, reason)) => {
+                debug!("{}: upgrade refused with {status}", conn.peer);
+                conn.known_to_logic = false; // the core forgot it when it refused
+                conn.outbox
+                    .push(Rc::new(Bytes::from(http::error(status, reason).0)));
+                conn.phase = Phase::Draining { write_shut: false };
+                conn.deadline = Some(now + self.cfg.close_timeout);
+                self.mark_dirty(key);
+            }
+        }
     }
 
     fn mark_dirty(&mut self, key: usize) {
@@ -476,6 +576,13 @@ impl Net {
     /// Starts a close handshake: a close frame after whatever is queued, then a deadline.
     fn close_ws(&mut self, key: usize, code: u16, reason: &'static str, now: Instant) {
         let conn = &mut self.conns[key];
+        if conn.held_upgrade.take().is_some() {
+            // Not upgraded yet: no close frame, just go.
+            conn.phase = Phase::Draining { write_shut: false };
+            conn.deadline = Some(now + self.cfg.close_timeout);
+            self.mark_dirty(key);
+            return;
+        }
         let Phase::Ws { ctx, closing, .. } = &mut conn.phase else {
             return;
         };
@@ -607,7 +714,13 @@ impl Net {
                 route: Route::Upgrade { response, service },
                 ..
             } => {
-                conn.outbox.push(Rc::new(Bytes::from(response)));
+                let peer = conn.peer_key;
+                if matches!(service, Service::Chat(Entry::RoomUrl { .. })) {
+                    // The logic thread decides whether the nickname may enter (`admit`).
+                    conn.held_upgrade = Some(response);
+                } else {
+                    conn.outbox.push(Rc::new(Bytes::from(response)));
+                }
                 let ctx = WebSocketContext::from_partially_read(
                     leftover,
                     Role::Server,
@@ -620,6 +733,7 @@ impl Net {
                         self.for_logic.push(ToLogic::Opened {
                             conn: conn.id,
                             entry,
+                            peer,
                         });
                         speaks
                     }
@@ -641,6 +755,9 @@ impl Net {
 
     /// Reads frames until the socket would block. Returns false to drop the connection.
     fn read_ws(&mut self, key: usize, now: Instant) -> bool {
+        if self.conns[key].held_upgrade.is_some() {
+            return true; // read once admitted (`admit` puts it on the reread list)
+        }
         self.conns[key].io.refill(READ_BUDGET);
         loop {
             if self.for_logic.len() >= MAX_TURN_EVENTS {
@@ -733,14 +850,40 @@ impl Net {
         }
         let mut request = dialect::parse(dialect, &data);
         let conn = &mut self.conns[key];
-        if !conn
+        let mut allowed = conn
             .bucket
-            .take(self.cfg.rate_limit, self.cfg.rate_burst, now)
+            .take(self.cfg.rate_limit, self.cfg.rate_burst, now);
+        // All connections of one address share a second budget.
+        if allowed
+            && self.cfg.address_rate_limit != 0
+            && let Some(state) = conn.addr.and_then(|a| self.addrs.get_mut(&a))
+            && !state.bucket.take(
+                self.cfg.address_rate_limit,
+                self.cfg.address_rate_burst,
+                now,
+            )
         {
-            if !self.over_rate(key) {
-                return;
+            self.stats.address_rate_refusals += 1;
+            conn.bucket.refuse();
+            allowed = false;
+        }
+        if !allowed {
+            if request
+                .intent
+                .as_ref()
+                .is_ok_and(|i| i.server_key().is_some())
+            {
+                // An admin command: the core lets it through if its server password is
+                // right (a wrong one counts as a failed guess), so an admin's pipelined batch
+                // is not cut short; it never counts towards the flood close.
+                conn.bucket.refused_in_a_row = conn.bucket.refused_in_a_row.saturating_sub(1);
+                request.over_rate = true;
+            } else {
+                if !self.over_rate(key) {
+                    return;
+                }
+                request.intent = Err(ChatError::RateLimited);
             }
-            request.intent = Err(ChatError::RateLimited);
         }
         let conn = self.conns[key].id;
         self.for_logic.push(ToLogic::Request { conn, request });
@@ -836,6 +979,7 @@ impl Net {
     fn sweep(&mut self, now: Instant) {
         let mut expired = Vec::new();
         let mut idle = Vec::new();
+        let mut slow = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             if conn.deadline.is_some_and(|d| now >= d) {
                 expired.push(key);
@@ -849,6 +993,25 @@ impl Net {
             else {
                 continue;
             };
+            if conn.held_upgrade.is_some() {
+                continue;
+            }
+            // Slowness is judged by draining, not by size at one instant: a client with more
+            // than the cap waiting for it (our queue plus what the kernel holds unsent) at two
+            // sweeps in a row, and no less at the second, is not reading. A reader the server
+            // flooded (a mass deletion, a broadcast) has taken it down by the next sweep.
+            let waiting = conn.outbox.len() + conn.io.transport.kernel_unsent();
+            if waiting > self.cfg.max_outbound {
+                match conn.over_cap {
+                    Some(before) if waiting >= before => {
+                        slow.push(key);
+                        continue;
+                    }
+                    _ => conn.over_cap = Some(waiting),
+                }
+            } else {
+                conn.over_cap = None;
+            }
             let silent = now.saturating_duration_since(conn.last_rx);
             // Never close without a ping first: the sweep runs once a second, so with a short
             // gap between the ping interval and the idle timeout it could skip the ping.
@@ -875,12 +1038,23 @@ impl Net {
             self.stats.timed_out += 1;
             self.close_ws(key, close::GOING_AWAY, "idle timeout", now);
         }
+        for key in slow {
+            self.cut_slow_consumer(key, "not draining", now);
+        }
     }
 
     /// Forgets a connection, telling the logic thread if it knew it.
     fn remove(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(conn.io.transport.tcp());
+        if let Some(a) = conn.addr
+            && let Some(state) = self.addrs.get_mut(&a)
+        {
+            state.conns -= 1;
+            if state.conns == 0 {
+                self.addrs.remove(&a);
+            }
+        }
         if conn.known_to_logic {
             self.for_logic.push(ToLogic::Closed { conn: conn.id });
         }

@@ -69,6 +69,18 @@ impl Transport {
         }
     }
 
+    /// Bytes the kernel holds in the socket's send queue that the peer has not yet
+    /// acknowledged (0 if the kernel will not say): with our own queue, what waits for a peer,
+    /// so a client that does not read is told apart from one whose bytes merely moved into
+    /// the kernel.
+    pub fn kernel_unsent(&mut self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int through the pointer we pass; the fd is open.
+        let rc = unsafe { libc::ioctl(self.tcp().as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if rc == 0 { n.max(0) as usize } else { 0 }
+    }
+
     /// Reads plaintext. With TLS this reads records from the socket until one yields
     /// plaintext or the socket would block (so `WouldBlock` can also mean "handshake in
     /// progress"; check [`Transport::wants_write`] afterwards: the handshake's replies wait in

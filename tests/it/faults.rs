@@ -340,7 +340,15 @@ fn slow_reader_is_cut_off_while_the_room_keeps_flowing() {
     let server = TestServer::start();
     let addr = server.addr();
 
-    let _owner = persistent_room(&server, "busy");
+    // The owner is a member too: it reads (and drops) everything, so that the only client
+    // that does not read is the slow one.
+    let owner = persistent_room(&server, "busy");
+    let owner_stream = owner.ws.get_ref().try_clone().unwrap();
+    let _owner_drain = thread::spawn(move || {
+        let mut s = owner_stream;
+        let mut buf = [0u8; 64 * 1024];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
 
     // The slow reader: tiny receive buffer, joins, then never reads again.
     let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();

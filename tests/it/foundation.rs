@@ -30,20 +30,26 @@ fn serves_the_page_and_http_errors() {
         .unwrap();
     assert_eq!(body.len(), len);
     for path in ["/index.html", "/example.html"] {
-        assert!(http(&server, &format!("GET {path} HTTP/1.1\r\n\r\n")).starts_with("HTTP/1.1 200"));
+        assert!(
+            http(&server, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+                .starts_with("HTTP/1.1 200")
+        );
     }
 
-    let head_only = http(&server, "HEAD / HTTP/1.1\r\n\r\n");
+    let head_only = http(&server, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(head_only.starts_with("HTTP/1.1 200 OK\r\n"));
     assert!(
         head_only.ends_with("\r\n\r\n"),
         "HEAD must have no body: {head_only:?}"
     );
 
-    assert!(http(&server, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    assert!(http(&server, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 404 "));
     assert!(
-        http(&server, "POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc")
-            .starts_with("HTTP/1.1 405 ")
+        http(
+            &server,
+            "POST / HTTP/1.1\r\nHost: x\r\ncontent-length: 3\r\n\r\nabc"
+        )
+        .starts_with("HTTP/1.1 405 ")
     );
     assert!(http(&server, "\x00\x01garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
     let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
@@ -179,7 +185,10 @@ fn listens_on_ipv6() {
         .strip_prefix("listening on http://[::1]:")
         .and_then(|p| p.strip_suffix('/'))
         .unwrap_or_else(|| panic!("{line:?}"));
-    let reply = raw_exchange(&format!("[::1]:{port}"), b"GET / HTTP/1.1\r\n\r\n");
+    let reply = raw_exchange(
+        &format!("[::1]:{port}"),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     let _ = child.kill();
     let _ = child.wait();
     assert!(reply.starts_with(b"HTTP/1.1 200 OK\r\n"));

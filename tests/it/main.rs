@@ -1,6 +1,7 @@
 //! The integration tests: one crate, so the harness in `common` is compiled once and every
 //! module uses it. Each test starts the real `websocket` binary on an ephemeral loopback port.
 
+mod abuse;
 mod architecture;
 mod browser;
 mod cli;

@@ -416,6 +416,21 @@ pub mod error_text {
     pub const PASSWORDS_DIFFER: &str = "The new passwords differ.";
     pub const NOT_REGISTERED: &str = "Only registered users have a password.";
     pub const ROOM_EXISTS: &str = "A chatroom with that name exists.";
+    /// Quotas (the server's configured limits).
+    pub const TOO_MANY_ROOMS_OWNED: &str = "You have made too many chatrooms.";
+    pub const TOO_MANY_ROOMS: &str = "The server has too many chatrooms.";
+    pub const ROOM_FULL: &str = "That chatroom is full.";
+    pub const TOO_MANY_SNAPS_SENT: &str = "You have too many snaps waiting.";
+    pub const TOO_MANY_SNAPS_WAITING: &str = "That user has too many snaps waiting.";
+    pub const SNAP_TOO_LONG_LIVED: &str = "That snap would live too long.";
+    pub const NAME_TOO_LONG: &str = "That name is too long.";
+    pub const QUESTION_TOO_LONG: &str = "That question is too long.";
+    pub const ANSWER_TOO_LONG: &str = "That answer is too long.";
+
+    /// After too many failed guesses of a password or answer.
+    pub fn try_later(secs: u64) -> String {
+        format!("Too many failed attempts; try again in {secs} s.")
+    }
 }
 
 /// A server message of fixed shape (§5); the three list replies have their own writers

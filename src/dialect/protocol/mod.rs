@@ -10,8 +10,11 @@ use codec::{
 };
 
 use super::ActorView;
+use std::borrow::Cow;
+
 use crate::chat::{
-    Answer, ChatError, Event, Intent, Kind, Request, RoomInfo, RoomRef, Target, UserInfo,
+    Answer, ChatError, Event, Field, Intent, Kind, Quota, Request, RoomInfo, RoomRef, Target,
+    UserInfo,
 };
 
 /// `info` bit: the receiving connection is in the room.
@@ -352,7 +355,7 @@ pub fn reply(
     let m = mid.unwrap_or(0);
     match result {
         Err(e) => Reply::Error {
-            text: error_text(e, kind),
+            text: &error_text(e, kind),
             mid,
         }
         .encode(buf),
@@ -439,8 +442,22 @@ pub fn display_name(who: &crate::chat::Who<'_>) -> String {
 }
 
 /// The error text clients match byte for byte; a few errors read differently per command.
-fn error_text(error: &ChatError, kind: Kind) -> &'static str {
-    match error {
+fn error_text(error: &ChatError, kind: Kind) -> Cow<'static, str> {
+    let fixed = match error {
+        ChatError::TryLater { secs } => return Cow::Owned(text::try_later(*secs)),
+        ChatError::QuotaExceeded(q) => match q {
+            Quota::RoomsPerOwner => text::TOO_MANY_ROOMS_OWNED,
+            Quota::Rooms => text::TOO_MANY_ROOMS,
+            Quota::Members => text::ROOM_FULL,
+            Quota::SnapsPerSender => text::TOO_MANY_SNAPS_SENT,
+            Quota::SnapsPerRecipient => text::TOO_MANY_SNAPS_WAITING,
+            Quota::SnapLifetime => text::SNAP_TOO_LONG_LIVED,
+        },
+        ChatError::TooLong(f) => match f {
+            Field::Name => text::NAME_TOO_LONG,
+            Field::Question => text::QUESTION_TOO_LONG,
+            Field::Answer => text::ANSWER_TOO_LONG,
+        },
         ChatError::Unknown => text::NOT_UNDERSTOOD,
         ChatError::Malformed { .. } => text::SYNTAX,
         ChatError::RateLimited => text::RATE_LIMITED,
@@ -480,5 +497,6 @@ fn error_text(error: &ChatError, kind: Kind) -> &'static str {
         ChatError::Busy => text::BUSY,
         ChatError::StoreFailed => text::STORE_FAILED,
         ChatError::QueueFull => text::QUEUE_FULL,
-    }
+    };
+    Cow::Borrowed(fixed)
 }
