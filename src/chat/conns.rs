@@ -4,7 +4,7 @@ use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::pending::Queue;
-use super::{ConnId, Dialect, Peer, Recipients};
+use super::{ConnId, ConnMap, Dialect, Peer, Recipients};
 
 /// Who a connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ impl Conn {
 
 #[derive(Default)]
 pub(super) struct Conns {
-    by_id: HashMap<ConnId, Conn>,
+    by_id: ConnMap<Conn>,
     /// By chatclientid, so in connection order.
     by_client: BTreeMap<u64, ConnId>,
     last_client: u64,

@@ -68,6 +68,32 @@ pub struct ConnId {
     pub generation: u32,
 }
 
+/// Hashes a [`ConnId`] with one multiplication instead of SipHash: every message looks its
+/// sender and room members up by connection, and connection ids are the server's own (no
+/// client can choose them to collide), so a keyed hash buys nothing there.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct ConnIdHasher(u64);
+
+impl std::hash::Hasher for ConnIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(32) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by connection.
+pub(crate) type ConnMap<V> =
+    std::collections::HashMap<ConnId, V, std::hash::BuildHasherDefault<ConnIdHasher>>;
+
 /// The connections one event goes to. Shared, so a room's audience is built once per change
 /// of membership and reused by every event until the next change.
 pub type Recipients = Arc<[ConnId]>;
@@ -378,7 +404,10 @@ impl Chat {
 
     /// How `conn` appears in what others are told. `conn` must be open.
     fn who(&self, conn: ConnId) -> Who<'_> {
-        let c = self.conns.get(conn).expect("open connection");
+        self.who_of(self.conns.get(conn).expect("open connection"))
+    }
+
+    fn who_of<'a>(&'a self, c: &'a conns::Conn) -> Who<'a> {
         let (user, name) = match &c.identity {
             Identity::Anonymous => (0, ""),
             Identity::Nick(nick) => (0, nick.as_str()),
@@ -453,6 +482,19 @@ impl Chat {
         let actor_dialect = actor
             .and_then(|a| self.conns.get(a.conn))
             .map(|c| c.dialect);
+        self.tell_groups_of(audience, actor, actor_dialect, mid, event, out);
+    }
+
+    /// [`Chat::tell_groups`] when the actor's dialect is known.
+    fn tell_groups_of(
+        &self,
+        audience: impl Fn(Dialect) -> Option<Recipients>,
+        actor: Option<Actor>,
+        actor_dialect: Option<Dialect>,
+        mid: u64,
+        event: &Event<'_>,
+        out: &mut dyn Sink,
+    ) {
         for dialect in Dialect::ALL {
             let actor = actor.filter(|_| actor_dialect == Some(dialect));
             let to = match (audience(dialect), actor) {

@@ -7,8 +7,8 @@ use super::durable::{Change, HashJob, StoredRoom};
 use super::limits::{Counts, Field, Quota};
 use super::pending::{NewRoom, Step, Then, Work};
 use super::{
-    Answer, Chat, ChatError, ConnId, Dialect, Event, Farewell, Recipients, ReplyTo, RoomInfo,
-    RoomRef, Secret, Sink, Who,
+    Answer, Chat, ChatError, ConnId, ConnMap, Dialect, Event, Farewell, Recipients, ReplyTo,
+    RoomInfo, RoomRef, Secret, Sink, Who,
 };
 
 /// Chatroomids reserved in the store at a time. Temporary rooms are not stored, but their ids
@@ -85,7 +85,7 @@ pub(super) struct Members {
     /// Join sequence number -> member; iterates in join order.
     by_seq: BTreeMap<u64, (ConnId, Dialect)>,
     /// Member -> its join sequence number.
-    seq: HashMap<ConnId, u64>,
+    seq: ConnMap<u64>,
     last_seq: u64,
     /// Members per dialect.
     counts: [usize; 3],
@@ -644,15 +644,23 @@ impl Chat {
         Ok(Answer::Confirmed)
     }
 
+    /// A message of `conn`, a member, to its room: the busiest path of the server, so the
+    /// sender is looked up once.
     fn said(&self, conn: ConnId, room: u64, mid: u64, text: &str, out: &mut dyn Sink) {
         let r = self.rooms.get(room).expect("member of it");
+        let c = self.conns.get(conn).expect("open");
         let event = Event::Said {
             room,
             name: &r.name,
-            who: self.who(conn),
+            who: self.who_of(c),
             text,
         };
-        self.tell_room(room, Some(conn), mid, &event, out);
+        let actor = super::Actor {
+            conn,
+            in_audience: true,
+        };
+        let audience = |d| r.members.audience(d);
+        self.tell_groups_of(audience, Some(actor), Some(c.dialect), mid, &event, out);
     }
 
     pub(super) fn room_details(&self, conn: ConnId, room: u64) -> Result<Answer<'_>, ChatError> {

@@ -65,6 +65,14 @@ pub fn render_reply(
     tag: &Tag,
     result: &Result<Answer<'_>, ChatError>,
 ) -> Option<Frame> {
+    // Most messages are answered by the event they cause (a chat line comes back as itself):
+    // no frame, and no buffer for one.
+    if let Ok(Answer::Silent) = result {
+        return None;
+    }
+    if dialect != Dialect::Json && matches!(result, Ok(Answer::Confirmed)) {
+        return None;
+    }
     let mut w = FrameWriter::default();
     let wrote = match dialect {
         Dialect::Protocol => protocol::reply(w.buf(), mid, kind, result),

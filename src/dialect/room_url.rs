@@ -37,14 +37,17 @@ pub fn event(buf: &mut Vec<u8>, event: &Event<'_>) -> bool {
 /// `\u{1b}`): room-URL clients print lines, and a raw newline in a message would let its
 /// sender print a forged line under someone else's name.
 fn escape_controls(buf: &mut Vec<u8>, text: &[u8]) {
+    // Every line passes here: a byte scan finds the (rare) candidates first. Control
+    // characters are C0 and DEL, or C1, which UTF-8 writes with the lead byte 0xC2.
+    let candidate = |&b: &u8| (b < 0x20 && b != b'\t') || b == 0x7F || b == 0xC2;
+    if !text.iter().any(candidate) {
+        buf.extend_from_slice(text);
+        return;
+    }
     let Ok(text) = std::str::from_utf8(text) else {
         buf.extend_from_slice(text);
         return;
     };
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
-        buf.extend_from_slice(text.as_bytes());
-        return;
-    }
     for c in text.chars() {
         match c {
             '\t' => buf.push(b'\t'),
