@@ -103,6 +103,11 @@ fn random_salt() -> Option<[u8; 16]> {
 /// A job for the pool, answered to the logic thread under its ticket.
 pub type Request = (u64, HashJob);
 
+/// How much lower the hashing threads' scheduling priority is than the rest (a nice value):
+/// on a machine with few cores a login storm must not take the CPU from the net and logic
+/// threads, so chat stays fast while the logins wait a little longer.
+const HASH_NICENESS: libc::c_int = 10;
+
 /// Starts `workers` hashing threads taking jobs from `jobs`; each answer goes to the logic
 /// thread's inbox. The threads end when `jobs` is closed.
 pub fn spawn_pool(
@@ -118,6 +123,13 @@ pub fn spawn_pool(
                 .name(format!("hash-{i}"))
                 .spawn(move || {
                     crate::crash::thread_started();
+                    // SAFETY: setpriority on this thread's own id; no memory is involved. A
+                    // failure (not permitted) leaves the default priority, which only costs
+                    // chat latency under a login storm.
+                    unsafe {
+                        let tid = libc::gettid();
+                        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HASH_NICENESS);
+                    }
                     for (ticket, job) in jobs {
                         let result = hasher.run(job);
                         if to_logic
