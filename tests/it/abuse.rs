@@ -296,7 +296,7 @@ fn password_guessing_is_slowed_to_the_lockout_rate() {
     other.send_text(&format!("getusers(1,3,{})", s(PASSWORD)));
     assert!(other.read_text().contains("try again in"));
     // The lockout is logged.
-    assert!(server.log().contains("failed guesses; locked out"));
+    server.wait_for_log("failed guesses; locked out");
 }
 
 /// Finding 3, the other half: the per-address connection cap and message budget.

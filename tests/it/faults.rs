@@ -413,7 +413,7 @@ fn slow_reader_is_cut_off_while_the_room_keeps_flowing() {
         slow.closed_within(Duration::from_secs(10)),
         "slow reader still connected"
     );
-    let log = server.log();
+    let log = server.wait_for_log("closing as a slow consumer");
     assert_eq!(
         log.matches("closing as a slow consumer").count(),
         1,
