@@ -101,6 +101,12 @@ pub struct Config {
     /// client arrives from 127.0.0.1 and would share one budget; such clients are limited
     /// per connection instead.
     pub limit_loopback: bool,
+    /// The bearer token of the admin API (`Authorization: Bearer <key>`). Default none: the
+    /// server password is the key. A separate key lets scripts and dashboards use the API
+    /// without being able to run admin chat commands.
+    pub api_key: Option<String>,
+    /// Largest HTTP request body (admin API), in bytes. Default 64 KiB; larger gets 413.
+    pub max_body_size: usize,
     /// The chat core's quotas (rooms, members, name lengths, snaps, failed guesses); see
     /// [`Limits`] for each one and its default.
     pub limits: Limits,
@@ -146,6 +152,8 @@ impl Config {
             address_rate_limit: 1000,
             address_rate_burst: 2000,
             limit_loopback: false,
+            api_key: None,
+            max_body_size: 64 * 1024,
             limits: Limits::default(),
         }
     }

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 
+use crate::api::{ApiRequest, Reply};
 pub use crate::chat::{ConnId, Recipients};
 use crate::chat::{Entry, Hashed, Peer, Request};
 
@@ -24,6 +25,9 @@ pub enum ToLogic {
     /// a parse error or the rate limit are requests too, so their replies keep their place in
     /// the connection's reply order).
     Request { conn: ConnId, request: Request },
+    /// An authorized, well-formed request of the operator's API (`api`), to be answered with
+    /// [`ToNet::Http`]. The connection is not a chat connection: the core never hears of it.
+    Api { conn: ConnId, request: ApiRequest },
     /// The connection is gone (closed by either side, reset, timed out, or cut off).
     Closed { conn: ConnId },
     /// A close the net thread itself decided on (a client flooding past the rate limit). The
@@ -72,6 +76,8 @@ pub enum ToNet {
         code: u16,
         reason: &'static str,
     },
+    /// The response to a [`ToLogic::Api`] request.
+    Http { conn: ConnId, reply: Reply },
     /// Stop reading the connection (`on`) or start again: its requests are piling up behind
     /// one that waits for a worker.
     Hold { conn: ConnId, on: bool },

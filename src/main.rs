@@ -199,6 +199,13 @@ struct ServeArgs {
     /// logs (repeatable). The header is ignored from every other peer, which could forge it.
     #[arg(long = "trusted-proxy", value_name = "ADDR")]
     trusted_proxy: Vec<IpAddr>,
+    /// Bearer token of the admin API under /api/v1/. Without it the server password is the
+    /// API's key.
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Largest HTTP request body (admin API), in bytes (larger: 413).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    max_body_size: usize,
 }
 
 impl ServeArgs {
@@ -255,6 +262,8 @@ impl ServeArgs {
             parallelism: 1,
         };
         c.hash_workers = self.hash_workers.max(1);
+        c.api_key = self.api_key.filter(|k| !k.is_empty());
+        c.max_body_size = self.max_body_size;
         c
     }
 

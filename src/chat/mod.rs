@@ -21,6 +21,7 @@
 //! identity is that user; `Conns::guests` holds exactly the JSON guest names in use.
 
 mod accounts;
+mod admin;
 mod conns;
 mod durable;
 mod intent;
@@ -36,6 +37,7 @@ mod snaps;
 use std::sync::Arc;
 
 pub use accounts::{MAX_FOUND, NAME_LEN, PASSWORD_LEN, wildcard_match};
+pub use admin::{Census, RoomView, Sent, UserView};
 pub use durable::{
     Change, HashJob, Hashed, Snapshot, StoredOffline, StoredRoom, StoredSnap, StoredUser,
 };

@@ -86,6 +86,8 @@ pub enum Farewell {
     /// It kept sending while its requests waited for the server, past any reasonable
     /// pipeline, or the server could not make it a room.
     TooManyWaiting,
+    /// An operator disconnected the user (`DELETE /api/v1/users/{id}/connections`).
+    Kicked,
 }
 
 /// Where the effects of one step go. Implemented by the logic thread's router, and by tests.

@@ -13,6 +13,7 @@ use mio::Waker;
 
 use std::collections::VecDeque;
 
+use crate::api::{self, LogicCounters};
 use crate::auth::{self, Cost, Hasher};
 use crate::chat::{
     Actor, Change, Chat, ChatError, Dialect, Effect, Event, Farewell, HashJob, Hashed, Limits,
@@ -47,6 +48,7 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => Vec::new(),
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        let started = Instant::now();
         let now = unix_now();
         let mut out = Vec::new();
         let mut stop = false;
@@ -77,6 +79,7 @@ pub fn run(
             logic.handle(ToLogic::Tick, now, &mut out);
             next_tick = Instant::now() + TICK;
         }
+        logic.counters.observe_batch(started.elapsed());
         if !out.is_empty() {
             sent = true;
             if to_net.send(out).is_err() {
@@ -124,6 +127,8 @@ pub struct Logic {
     workers: Workers,
     /// Answers of inline work and of the no-op store, applied before `handle` returns.
     done: VecDeque<Done>,
+    /// What this thread counts for `/metrics` and `/api/v1/stats`.
+    pub counters: LogicCounters,
 }
 
 impl Logic {
@@ -145,6 +150,7 @@ impl Logic {
             chat,
             workers,
             done: VecDeque::new(),
+            counters: LogicCounters::default(),
         }
     }
 
@@ -152,6 +158,7 @@ impl Logic {
     ///
     /// `Shutdown` and `InjectPanic` belong to [`run`] and are ignored here.
     pub fn handle(&mut self, event: ToLogic, now: u64, out: &mut Vec<ToNet>) {
+        let first = out.len();
         let mut router = Router {
             out,
             workers: &self.workers,
@@ -160,7 +167,12 @@ impl Logic {
         match event {
             ToLogic::Opened { conn, entry, peer } => self.chat.open(conn, entry, peer, &mut router),
             ToLogic::Request { conn, request } => {
+                self.counters.requests += 1;
                 self.chat.request(conn, request, now, &mut router)
+            }
+            ToLogic::Api { conn, request } => {
+                let reply = api::answer(&self.chat, request, &self.counters, &mut router);
+                router.out.push(ToNet::Http { conn, reply });
             }
             ToLogic::Closed { conn } => self.chat.close(conn, &mut router),
             ToLogic::Hashed { ticket, result } => {
@@ -185,6 +197,24 @@ impl Logic {
                 Done::Hashed(ticket, result) => self.chat.hashed(ticket, result, now, &mut router),
                 Done::Stored(ticket, result) => self.chat.stored(ticket, result, now, &mut router),
             }
+        }
+        self.count_deliveries(&out[first..]);
+    }
+
+    /// Counts the frames queued for connections: one pass over what this event produced,
+    /// instead of a counter in every place that sends.
+    fn count_deliveries(&mut self, produced: &[ToNet]) {
+        for msg in produced {
+            let (n, len) = match msg {
+                ToNet::Send { frame, .. } => (1, frame.len()),
+                ToNet::SendMany { to, except, frame } => {
+                    let n = to.len() - usize::from(except.is_some_and(|e| to.contains(&e)));
+                    (n, frame.len())
+                }
+                _ => continue,
+            };
+            self.counters.deliveries += n as u64;
+            self.counters.bytes_out += (n * len) as u64;
         }
     }
 }
@@ -231,6 +261,10 @@ impl Sink for Router<'_> {
                     Farewell::LoggedOut => (crate::net::close::NORMAL, "logout"),
                     Farewell::RoomRemoved => (crate::net::close::NORMAL, "chatroom removed"),
                     Farewell::TooManyWaiting => (crate::net::close::POLICY, "too many requests"),
+                    Farewell::Kicked => (
+                        crate::net::close::POLICY,
+                        "disconnected by the server's operator",
+                    ),
                 };
                 self.out.push(ToNet::Close { conn, code, reason });
             }

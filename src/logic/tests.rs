@@ -42,6 +42,7 @@ fn show(action: &ToNet) -> String {
             None => format!("{} admitted", conn.slot),
             Some((status, _)) => format!("{} refused {status}", conn.slot),
         },
+        ToNet::Http { conn, reply } => format!("{} http {}", conn.slot, reply.status),
     }
 }
 

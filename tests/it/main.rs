@@ -2,6 +2,7 @@
 //! module uses it. Each test starts the real `websocket` binary on an ephemeral loopback port.
 
 mod abuse;
+mod api;
 mod architecture;
 mod browser;
 mod cli;

@@ -1,0 +1,194 @@
+//! What the operator's API asks of the core: read-only views of the state, and disconnecting a
+//! user. The API module on the logic thread renders these as JSON; the core knows no format.
+
+use super::{Chat, ConnId, Dialect, Effect, Farewell, Sink, UserInfo, Who, wildcard_match};
+
+/// How many of what the core holds, for `/api/v1/stats` and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Open chat connections per dialect, indexed like [`Dialect::ALL`].
+    pub conns: [u64; 3],
+    /// Users with at least one connection logged in as them.
+    pub users_online: u64,
+    /// Registered users.
+    pub users: u64,
+    pub rooms: u64,
+}
+
+/// One user as an operator sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserView<'a> {
+    pub id: u64,
+    pub name: &'a str,
+    /// Connections logged in as the user now.
+    pub connections: u64,
+    /// The rooms those connections are in: id and name, by id.
+    pub rooms: Vec<(u64, &'a str)>,
+}
+
+/// One room as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomView<'a> {
+    pub id: u64,
+    pub name: &'a str,
+    pub temporary: bool,
+    /// Joining needs an answer (the answer itself is never shown).
+    pub needs_answer: bool,
+    pub members: u64,
+}
+
+impl Chat {
+    pub fn census(&self) -> Census {
+        let mut census = Census {
+            users_online: self
+                .users
+                .iter()
+                .filter(|(_, u)| !u.conns.is_empty())
+                .count() as u64,
+            users: self.users.iter().count() as u64,
+            rooms: self.rooms.len() as u64,
+            ..Census::default()
+        };
+        for dialect in Dialect::ALL {
+            census.conns[dialect.index()] =
+                self.conns.everyone(dialect).map_or(0, |c| c.len() as u64);
+        }
+        census
+    }
+
+    /// Users in the order they were added, those matching `pattern` (`*`, `?` wildcards) and,
+    /// with `online_only`, only those logged in now.
+    pub fn user_list(&self, online_only: bool, pattern: Option<&str>) -> Vec<UserInfo<'_>> {
+        self.users
+            .iter()
+            .filter(|(_, u)| !online_only || !u.conns.is_empty())
+            .filter(|(_, u)| pattern.is_none_or(|p| wildcard_match(p, &u.name)))
+            .map(|(id, u)| UserInfo {
+                id,
+                name: &u.name,
+                online: !u.conns.is_empty(),
+            })
+            .collect()
+    }
+
+    pub fn user_view(&self, id: u64) -> Option<UserView<'_>> {
+        let user = self.users.get(id)?;
+        let mut rooms: Vec<(u64, &str)> = user
+            .conns
+            .iter()
+            .filter_map(|&c| self.conns.get(c))
+            .flat_map(|c| c.rooms.iter().copied())
+            .filter_map(|r| Some((r, self.rooms.get(r)?.name.as_str())))
+            .collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        Some(UserView {
+            id,
+            name: &user.name,
+            connections: user.conns.len() as u64,
+            rooms,
+        })
+    }
+
+    /// Every room, by id.
+    pub fn room_views(&self) -> Vec<RoomView<'_>> {
+        let mut rooms: Vec<RoomView<'_>> = self
+            .rooms
+            .iter()
+            .filter_map(|(id, _)| self.room_view(id))
+            .collect();
+        rooms.sort_unstable_by_key(|r| r.id);
+        rooms
+    }
+
+    pub fn room_view(&self, id: u64) -> Option<RoomView<'_>> {
+        let room = self.rooms.get(id)?;
+        Some(RoomView {
+            id,
+            name: &room.name,
+            temporary: room.temporary,
+            needs_answer: !matches!(room.answer, super::rooms::Key::None),
+            members: room.members.len(),
+        })
+    }
+
+    /// The members of room `id` in join order, as others see them.
+    pub fn room_member_list(&self, id: u64) -> Option<Vec<Who<'_>>> {
+        let room = self.rooms.get(id)?;
+        Some(room.members.iter().map(|m| self.who(m)).collect())
+    }
+
+    /// Closes every connection logged in as user `id` (the operator's kick). Returns how many,
+    /// or `None` for no such user. The connections leave their rooms when the net thread
+    /// reports them closed, as for any other close.
+    pub fn disconnect_user(&self, id: u64, out: &mut dyn Sink) -> Option<u64> {
+        let user = self.users.get(id)?;
+        for &conn in &user.conns {
+            out.emit(Effect::Close {
+                conn,
+                why: Farewell::Kicked,
+            });
+        }
+        Some(user.conns.len() as u64)
+    }
+}
+
+/// What `POST /api/v1/send` reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Connections the message went to.
+    pub connections: u64,
+    /// Users named who exist but are not online (the message is not queued for them).
+    pub offline: u64,
+    /// Users and rooms named that do not exist.
+    pub unknown: u64,
+}
+
+impl Chat {
+    /// A message from the server itself (userid 0): privately to every connection of each user
+    /// in `users`, and said in each room of `rooms`, rendered by every recipient's dialect.
+    pub fn server_send(
+        &self,
+        users: &[u64],
+        rooms: &[u64],
+        text: &str,
+        out: &mut dyn Sink,
+    ) -> Sent {
+        let server = Who {
+            client: 0,
+            user: 0,
+            name: "server",
+        };
+        let mut sent = Sent::default();
+        let mut targets: Vec<ConnId> = Vec::new();
+        for &id in users {
+            match self.users.get(id) {
+                None => sent.unknown += 1,
+                Some(u) if u.conns.is_empty() => sent.offline += 1,
+                Some(u) => targets.extend(u.conns.iter().copied()),
+            }
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        sent.connections += targets.len() as u64;
+        if !targets.is_empty() {
+            let event = super::Event::Private { from: server, text };
+            self.tell_conns(targets, 0, &event, out);
+        }
+        for &id in rooms {
+            let Some(room) = self.rooms.get(id) else {
+                sent.unknown += 1;
+                continue;
+            };
+            sent.connections += room.members.len();
+            let event = super::Event::Said {
+                room: id,
+                name: &room.name,
+                who: server,
+                text,
+            };
+            self.tell_room(id, None, 0, &event, out);
+        }
+        sent
+    }
+}
