@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::chat::{Chat, Dialect, Sink};
+use crate::webhook;
 
 /// Where the admin API lives.
 pub const PREFIX: &str = "/api/v1/";
@@ -405,6 +406,7 @@ pub fn answer(
     chat: &Chat,
     request: ApiRequest,
     counters: &LogicCounters,
+    hooks: Option<&webhook::Counters>,
     out: &mut dyn Sink,
 ) -> Reply {
     match request {
@@ -413,7 +415,7 @@ pub fn answer(
         ApiRequest::Metrics { net } => Reply {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: metrics(chat, &net, counters).into_bytes(),
+            body: metrics(chat, &net, counters, hooks).into_bytes(),
         },
         ApiRequest::Users {
             online_only,
@@ -526,7 +528,12 @@ fn stats(chat: &Chat, net: &NetCounters, logic: &LogicCounters) -> Value {
 }
 
 /// The Prometheus text exposition format (version 0.0.4).
-fn metrics(chat: &Chat, net: &NetCounters, logic: &LogicCounters) -> String {
+fn metrics(
+    chat: &Chat,
+    net: &NetCounters,
+    logic: &LogicCounters,
+    hooks: Option<&webhook::Counters>,
+) -> String {
     let census = chat.census();
     let mut m = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
@@ -655,6 +662,33 @@ fn metrics(chat: &Chat, net: &NetCounters, logic: &LogicCounters) -> String {
         "Seconds since the logic thread started.",
         &[("", logic.started.elapsed().as_secs())],
     );
+    if let Some(h) = hooks {
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        metric(
+            "webhook_dropped_total",
+            "counter",
+            "Webhook events dropped because a receiver's queue was full.",
+            &[("", n(&h.dropped))],
+        );
+        metric(
+            "webhook_delivered_total",
+            "counter",
+            "Webhook events a receiver accepted (2xx).",
+            &[("", n(&h.delivered))],
+        );
+        metric(
+            "webhook_retries_total",
+            "counter",
+            "Webhook requests repeated after a failure.",
+            &[("", n(&h.retried))],
+        );
+        metric(
+            "webhook_failed_total",
+            "counter",
+            "Webhook events given up after every retry failed.",
+            &[("", n(&h.failed))],
+        );
+    }
     let name = "websocket_logic_batch_seconds";
     let _ = writeln!(
         m,

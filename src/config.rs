@@ -107,6 +107,8 @@ pub struct Config {
     pub api_key: Option<String>,
     /// Largest HTTP request body (admin API), in bytes. Default 64 KiB; larger gets 413.
     pub max_body_size: usize,
+    /// Receivers of chat events as JSON POSTs (`--webhook`). Default none.
+    pub webhooks: Vec<crate::webhook::Hook>,
     /// The chat core's quotas (rooms, members, name lengths, snaps, failed guesses); see
     /// [`Limits`] for each one and its default.
     pub limits: Limits,
@@ -154,6 +156,7 @@ impl Config {
             limit_loopback: false,
             api_key: None,
             max_body_size: 64 * 1024,
+            webhooks: Vec::new(),
             limits: Limits::default(),
         }
     }

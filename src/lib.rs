@@ -21,4 +21,5 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod transcript;
+pub mod webhook;
 pub mod ws;

@@ -206,6 +206,27 @@ struct ServeArgs {
     /// Largest HTTP request body (admin API), in bytes (larger: 413).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     max_body_size: usize,
+    /// POST every chat event as JSON to this URL (repeatable): logins, logouts, room messages,
+    /// private messages, rooms created and deleted.
+    #[arg(long = "webhook", value_name = "URL")]
+    webhook: Vec<String>,
+    /// How the webhooks authenticate: basic:USER:PASSWORD, bearer:TOKEN, header:NAME:VALUE or
+    /// cookie:NAME=VALUE.
+    #[arg(long, value_name = "SPEC")]
+    webhook_auth: Option<String>,
+    /// Only these events go to the webhooks (comma-separated: login, logout, room_message,
+    /// private_message, room_created, room_deleted).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    webhook_events: Vec<String>,
+    /// Seconds one webhook request may take.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    webhook_timeout: u64,
+    /// Retries of a failed webhook request (with a doubling backoff from 200 ms).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    webhook_retries: u32,
+    /// Events waiting per webhook at most; more are dropped (and counted) while it is slow.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    webhook_queue: usize,
 }
 
 impl ServeArgs {
@@ -264,6 +285,34 @@ impl ServeArgs {
         c.hash_workers = self.hash_workers.max(1);
         c.api_key = self.api_key.filter(|k| !k.is_empty());
         c.max_body_size = self.max_body_size;
+        let auth = self
+            .webhook_auth
+            .as_deref()
+            .map(websocket::webhook::Auth::parse)
+            .transpose()
+            .unwrap_or_else(|e| startup_error(&e));
+        if let Some(bad) = self
+            .webhook_events
+            .iter()
+            .find(|e| !websocket::webhook::EVENTS.contains(&e.as_str()))
+        {
+            startup_error(&format!(
+                "unknown webhook event '{bad}'; the events are {}",
+                websocket::webhook::EVENTS.join(", ")
+            ));
+        }
+        c.webhooks = self
+            .webhook
+            .into_iter()
+            .map(|url| websocket::webhook::Hook {
+                url,
+                auth: auth.clone(),
+                events: self.webhook_events.clone(),
+                timeout: Duration::from_secs(self.webhook_timeout.max(1)),
+                retries: self.webhook_retries,
+                queue: self.webhook_queue.max(1),
+            })
+            .collect();
         c
     }
 

@@ -20,6 +20,7 @@ use crate::logic::{Logic, Workers};
 use crate::net::{Net, NetParts, WAKER};
 use crate::store::Store;
 use crate::tls::Tls;
+use crate::webhook::Webhooks;
 
 /// Pending connections the kernel holds for us: deep enough to absorb a reconnect storm.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -107,7 +108,13 @@ impl Server {
             config.limits.clone(),
             snapshot,
         );
+        let webhooks = if config.webhooks.is_empty() {
+            None
+        } else {
+            Some(Webhooks::start(&config.webhooks)?)
+        };
         let workers = Workers::Threads {
+            webhooks,
             hashers: hash_tx,
             store: store_tx,
         };

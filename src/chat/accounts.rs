@@ -349,7 +349,7 @@ impl Chat {
         if dialect == Dialect::Json {
             self.leave_all(conn, mid, true, out);
         }
-        self.set_identity(conn, identity);
+        self.set_identity(conn, identity, out);
         let rooms: Vec<u64> = self
             .conns
             .get(conn)
@@ -407,7 +407,7 @@ impl Chat {
             return Err(ChatError::AlreadyLoggedOut);
         }
         self.leave_all(conn, mid, true, out);
-        self.set_identity(conn, Identity::Anonymous);
+        self.set_identity(conn, Identity::Anonymous, out);
         if disconnect {
             out.emit(super::Effect::Close {
                 conn,
@@ -421,7 +421,8 @@ impl Chat {
 
     /// Makes `conn` logged in as `identity` (or as nobody), keeping the user and guest indexes
     /// in step. Snap delivery is per login, so it is switched off when the identity changes.
-    pub(super) fn set_identity(&mut self, conn: ConnId, identity: Identity) {
+    /// Logins and logouts of users are noticed ([`super::Notice`]).
+    pub(super) fn set_identity(&mut self, conn: ConnId, identity: Identity, out: &mut dyn Sink) {
         let c = self.conns.get_mut(conn).expect("open");
         if c.identity == identity {
             return;
@@ -430,6 +431,10 @@ impl Chat {
             Identity::User(old) => {
                 if let Some(u) = self.users.get_mut(old) {
                     u.conns.remove(&conn);
+                    out.emit(super::Effect::Notify(super::Notice::Logout {
+                        user: old,
+                        name: &u.name,
+                    }));
                 }
             }
             Identity::Nick(old) if c.dialect == Dialect::Json => {
@@ -443,6 +448,10 @@ impl Chat {
             Identity::User(new) => {
                 if let Some(u) = self.users.get_mut(new) {
                     u.conns.insert(conn);
+                    out.emit(super::Effect::Notify(super::Notice::Login {
+                        user: new,
+                        name: &u.name,
+                    }));
                 }
             }
             Identity::Nick(name) if c.dialect == Dialect::Json => {
@@ -597,7 +606,7 @@ impl Chat {
             .map_or_else(Vec::new, |u| u.conns.iter().copied().collect());
         for c in conns {
             self.leave_all(c, mid, true, out);
-            self.set_identity(c, Identity::Anonymous);
+            self.set_identity(c, Identity::Anonymous, out);
             self.tell_conns([c], mid, &Event::AccountDeleted { user }, out);
         }
         self.users.remove(user);

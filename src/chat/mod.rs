@@ -44,8 +44,8 @@ pub use durable::{
 pub use intent::{Intent, Kind, Request, Requires, RoomRef, Tag, Target};
 pub use limits::{Field, Limits, Peer, Quota};
 pub use output::{
-    Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, RoomInfo, Sink, SnapInfo, UserInfo,
-    Who,
+    Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, Notice, RoomInfo, Sink, SnapInfo,
+    UserInfo, Who,
 };
 pub use pending::MAX_QUEUED;
 pub use rooms::ROOM_ID_BLOCK;
@@ -269,7 +269,7 @@ impl Chat {
         }
         self.conns.retire(conn);
         self.leave_all(conn, 0, false, out);
-        self.set_identity(conn, Identity::Anonymous);
+        self.set_identity(conn, Identity::Anonymous, out);
         self.conns.remove(conn);
         self.guard.forget_conn(conn);
     }

@@ -436,6 +436,10 @@ impl Chat {
             by: self.who(creator),
         };
         self.tell_everyone(true, Some(creator), mid, &event, out);
+        out.emit(super::Effect::Notify(super::Notice::RoomCreated {
+            room,
+            name: &r.name,
+        }));
     }
 
     /// `conn` as the creator of a temporary room made now.
@@ -653,6 +657,12 @@ impl Chat {
             text,
         };
         self.tell_room(room, Some(conn), mid, &event, out);
+        out.emit(super::Effect::Notify(super::Notice::RoomMessage {
+            room,
+            room_name: &r.name,
+            from: self.who(conn),
+            text,
+        }));
     }
 
     pub(super) fn room_details(&self, conn: ConnId, room: u64) -> Result<Answer<'_>, ChatError> {
@@ -800,6 +810,10 @@ impl Chat {
             name: &r.name,
         };
         self.tell_everyone(true, None, mid, &event, out);
+        out.emit(super::Effect::Notify(super::Notice::RoomDeleted {
+            room,
+            name: &r.name,
+        }));
     }
 }
 

@@ -22,6 +22,7 @@ use crate::chat::{
 use crate::dialect::{self, ActorView};
 use crate::events::{Frame, ToLogic, ToNet};
 use crate::store;
+use crate::webhook::Webhooks;
 
 /// How often `Tick` drives time-based state (snap expiry).
 const TICK: Duration = Duration::from_secs(1);
@@ -108,6 +109,8 @@ pub enum Workers {
         hashers: Sender<auth::Request>,
         /// `None` with `--data :memory:`: nothing is stored, every change counts as committed.
         store: Option<Sender<store::Request>>,
+        /// `None` without `--webhook`.
+        webhooks: Option<Webhooks>,
     },
     /// Done on the spot, answers fed back before `handle` returns, nothing stored: for tests,
     /// benchmarks, the fuzzer and the self-test, which drive the logic one event at a time.
@@ -163,6 +166,7 @@ impl Logic {
             out,
             workers: &self.workers,
             done: &mut self.done,
+            now,
         };
         match event {
             ToLogic::Opened { conn, entry, peer } => self.chat.open(conn, entry, peer, &mut router),
@@ -171,7 +175,14 @@ impl Logic {
                 self.chat.request(conn, request, now, &mut router)
             }
             ToLogic::Api { conn, request } => {
-                let reply = api::answer(&self.chat, request, &self.counters, &mut router);
+                let hooks = match &self.workers {
+                    Workers::Threads {
+                        webhooks: Some(hooks),
+                        ..
+                    } => Some(&*hooks.counters),
+                    _ => None,
+                };
+                let reply = api::answer(&self.chat, request, &self.counters, hooks, &mut router);
                 router.out.push(ToNet::Http { conn, reply });
             }
             ToLogic::Closed { conn } => self.chat.close(conn, &mut router),
@@ -192,6 +203,7 @@ impl Logic {
                 out,
                 workers: &self.workers,
                 done: &mut self.done,
+                now,
             };
             match done {
                 Done::Hashed(ticket, result) => self.chat.hashed(ticket, result, now, &mut router),
@@ -224,6 +236,8 @@ struct Router<'o> {
     out: &'o mut Vec<ToNet>,
     workers: &'o Workers,
     done: &'o mut VecDeque<Done>,
+    /// Unix time of the event being handled, for notices.
+    now: u64,
 }
 
 impl Sink for Router<'_> {
@@ -271,6 +285,15 @@ impl Sink for Router<'_> {
             Effect::Hash { ticket, job } => self.hash(ticket, job),
             Effect::Hold { conn, on } => self.out.push(ToNet::Hold { conn, on }),
             Effect::Persist { ticket, change } => self.persist(ticket, change),
+            Effect::Notify(notice) => {
+                if let Workers::Threads {
+                    webhooks: Some(hooks),
+                    ..
+                } = self.workers
+                {
+                    hooks.notify(&notice, self.now);
+                }
+            }
         }
     }
 }

@@ -1727,6 +1727,7 @@ fn requests_behind_a_waiting_one_keep_their_order_and_hold_reads_past_a_backlog(
     let (jobs, pending) = crossbeam_channel::unbounded();
     let chat = crate::chat::Chat::new(PW, Default::default(), Default::default());
     let workers = super::Workers::Threads {
+        webhooks: None,
         hashers: jobs,
         store: None,
     };

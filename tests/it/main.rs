@@ -16,3 +16,4 @@ mod faults;
 mod foundation;
 mod protocol;
 mod tls;
+mod webhooks;
