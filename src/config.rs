@@ -109,6 +109,12 @@ pub struct Config {
     pub max_body_size: usize,
     /// Receivers of chat events as JSON POSTs (`--webhook`). Default none.
     pub webhooks: Vec<crate::webhook::Hook>,
+    /// The login backend: a login for a name this server does not know is POSTed there
+    /// (`{"username":..,"password":..}`) from a hasher thread; 200 with `{"userid":N}` logs the
+    /// user in and creates the account here. Default none: unknown names are refused.
+    pub auth_url: Option<String>,
+    /// How long the login backend may take; past it the login gets "Server busy". Default 3 s.
+    pub auth_timeout: Duration,
     /// The chat core's quotas (rooms, members, name lengths, snaps, failed guesses); see
     /// [`Limits`] for each one and its default.
     pub limits: Limits,
@@ -156,6 +162,8 @@ impl Config {
             limit_loopback: false,
             api_key: None,
             max_body_size: 64 * 1024,
+            auth_url: None,
+            auth_timeout: Duration::from_secs(3),
             webhooks: Vec::new(),
             limits: Limits::default(),
         }

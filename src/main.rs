@@ -203,6 +203,13 @@ struct ServeArgs {
     /// API's key.
     #[arg(long, value_name = "KEY")]
     api_key: Option<String>,
+    /// Check logins for names this server does not know at this URL (POST
+    /// {"username","password"}; 200 with {"userid":N} accepts and creates the account here).
+    #[arg(long, value_name = "URL")]
+    auth_url: Option<String>,
+    /// Seconds the login backend may take before the login gets "Server busy".
+    #[arg(long, value_name = "SECS", default_value_t = 3)]
+    auth_timeout: u64,
     /// Largest HTTP request body (admin API), in bytes (larger: 413).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     max_body_size: usize,
@@ -268,7 +275,10 @@ impl ServeArgs {
             hash_queue: self.hash_queue.max(1),
             offline_queue: self.offline_queue,
             offline_ttl: self.offline_ttl,
+            login_backend: self.auth_url.is_some(),
         };
+        c.auth_url = self.auth_url;
+        c.auth_timeout = Duration::from_secs(self.auth_timeout.max(1));
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             c.tls = Some(TlsFiles { cert, key });
         }

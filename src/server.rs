@@ -52,7 +52,10 @@ impl Server {
             .map(Tls::load)
             .transpose()
             .map_err(invalid)?;
-        let hasher = Hasher::new(config.argon2).map_err(invalid)?;
+        let mut hasher = Hasher::new(config.argon2).map_err(invalid)?;
+        if let Some(url) = &config.auth_url {
+            hasher = hasher.with_backend(url.clone(), config.auth_timeout);
+        }
         let (store, snapshot) = match &config.data {
             Some(path) => {
                 let (store, snapshot) = Store::open(path).map_err(|e| invalid(e.0))?;

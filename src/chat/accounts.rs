@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 
 use super::conns::Identity;
-use super::durable::{Change, HashJob, StoredOffline, StoredUser};
+use super::durable::{Change, HashJob, Hashed, StoredOffline, StoredUser};
 use super::limits::Guesser;
 use super::pending::{Step, Then, Work};
 use super::{Answer, Chat, ChatError, ConnId, Dialect, Event, ReplyTo, Secret, Sink, UserInfo};
@@ -208,6 +208,14 @@ impl Chat {
                 let hash = self.users.get(id).expect("indexed").hash.clone();
                 (Some(id), HashJob::Verify { password, hash })
             }
+            None if self.limits.login_backend => {
+                let then = Then::BackendChecked {
+                    name: name.to_string(),
+                };
+                let name = name.to_string();
+                let work = Work::Hash(HashJob::Backend { name, password });
+                return self.park(conn, re, then, work, out);
+            }
             None => (None, HashJob::Decoy(password)),
         };
         let hash = match &job {
@@ -253,6 +261,31 @@ impl Chat {
         let ids = messages.iter().map(|m| m.id).collect();
         let work = Work::Store(Change::DeleteOffline { ids });
         self.repark(step, Then::LoginDelivered { user, messages }, work, out);
+    }
+
+    /// The login backend answered about `name`: an accepted name becomes a local account
+    /// (committed first) under the backend's userid and is logged in; a refusal is a failed
+    /// guess; no answer is "Server busy".
+    pub(super) fn backend_checked(
+        &mut self,
+        step: Step,
+        name: String,
+        answer: Option<Hashed>,
+        out: &mut dyn Sink,
+    ) {
+        match answer {
+            Some(Hashed::Accepted { user, hash }) if self.users.reserve(user, &name).is_ok() => {
+                let stored = self.users.conceive(Some(user), name, hash);
+                let work = Work::Store(Change::PutUser(stored));
+                self.repark(step, Then::BackendStored { user }, work, out);
+            }
+            Some(Hashed::Unavailable) => self.finish(step, Err(ChatError::Busy), out),
+            _ => {
+                // Refused, or accepted as a userid or name that is taken here meanwhile.
+                self.guessed(step.conn, None, step.now, false);
+                self.finish(step, Err(ChatError::IncorrectLogin), out);
+            }
+        }
     }
 
     /// The queued messages left the store (or could not): reply, then hand them over.

@@ -44,6 +44,12 @@ pub(super) enum Then {
         user: u64,
         messages: Vec<StoredOffline>,
     },
+    BackendChecked {
+        name: String,
+    },
+    BackendStored {
+        user: u64,
+    },
     ChangeVerified {
         user: u64,
         hash: String,
@@ -340,6 +346,14 @@ impl Chat {
             Then::LoginDelivered { user, messages } => {
                 self.login_delivered(step, user, messages, stored, out)
             }
+            Then::BackendChecked { name } => self.backend_checked(step, name, hashed, out),
+            Then::BackendStored { user } => match self.user_stored(user, stored) {
+                Ok(()) => {
+                    let hash = self.users.get(user).map(|u| u.hash.clone());
+                    self.login_verified(step, Some(user), true, &hash.unwrap_or_default(), out);
+                }
+                Err(e) => self.finish(step, Err(e), out),
+            },
             Then::ChangeVerified { user, hash, new } => {
                 let ok = matches!(hashed, Some(Hashed::Verified(true)))
                     && self.users.get(user).is_some_and(|u| u.hash == hash);

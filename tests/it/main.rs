@@ -4,6 +4,7 @@
 mod abuse;
 mod api;
 mod architecture;
+mod backend;
 mod browser;
 mod cli;
 mod client;
