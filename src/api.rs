@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::chat::{Chat, Dialect, Sink};
+use crate::chat::{ApiDone, Chat, ChatError, ConnId, Dialect, Sink};
 use crate::webhook;
 
 /// Where the admin API lives.
@@ -56,6 +56,10 @@ pub enum ApiRequest {
     Rooms,
     /// `GET /api/v1/rooms/{id}`
     Room { id: u64 },
+    /// `POST /api/v1/rooms` with `{"name":...}`: a persistent room.
+    CreateRoom { name: String },
+    /// `DELETE /api/v1/rooms/{id}`
+    DeleteRoom { id: u64 },
     /// `POST /api/v1/send`
     Send {
         to_users: Vec<u64>,
@@ -210,6 +214,13 @@ struct SendBody {
     text: String,
 }
 
+/// The body of `POST /api/v1/rooms`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomBody {
+    name: String,
+}
+
 /// Routes a request and checks its body. The error is the response to send instead.
 pub fn parse(head: &ApiHead, body: &[u8]) -> Result<ApiRequest, Reply> {
     let method = head.method.as_str();
@@ -265,7 +276,12 @@ pub fn parse(head: &ApiHead, body: &[u8]) -> Result<ApiRequest, Reply> {
         ["users", id, "connections"] => {
             only("DELETE", ApiRequest::Disconnect { id: parse_id(id)? })
         }
+        ["rooms"] if method == "POST" => {
+            let body: RoomBody = json_body(head, body)?;
+            Ok(ApiRequest::CreateRoom { name: body.name })
+        }
         ["rooms"] => only("GET", ApiRequest::Rooms),
+        ["rooms", id] if method == "DELETE" => Ok(ApiRequest::DeleteRoom { id: parse_id(id)? }),
         ["rooms", id] => only("GET", ApiRequest::Room { id: parse_id(id)? }),
         ["send"] => {
             if method != "POST" {
@@ -400,16 +416,22 @@ fn dialect_name(d: Dialect) -> &'static str {
     }
 }
 
-/// Answers a request from the core's state, on the logic thread. Closes and messages it
-/// causes go to `out` like any other effect.
+/// Answers request of the HTTP connection `http` from the core's state, on the logic thread.
+/// Closes and messages it causes go to `out` like any other effect. `None`: the answer waits
+/// for the store and comes as `Effect::ApiDone` (see [`done`]).
 pub fn answer(
-    chat: &Chat,
+    chat: &mut Chat,
+    http: ConnId,
     request: ApiRequest,
+    now: u64,
     counters: &LogicCounters,
     hooks: Option<&webhook::Counters>,
     out: &mut dyn Sink,
-) -> Reply {
-    match request {
+) -> Option<Reply> {
+    let later = |result: Result<(), ChatError>| result.err().map(|e| refusal(&e));
+    Some(match request {
+        ApiRequest::CreateRoom { name } => return later(chat.api_create_room(http, name, out)),
+        ApiRequest::DeleteRoom { id } => return later(chat.api_delete_room(http, id, out)),
         ApiRequest::Health => Reply::json(200, &json!({ "status": "ok" })),
         ApiRequest::Stats { net } => Reply::json(200, &stats(chat, &net, counters)),
         ApiRequest::Metrics { net } => Reply {
@@ -472,16 +494,49 @@ pub fn answer(
             to_rooms,
             text,
         } => {
-            let sent = chat.server_send(&to_users, &to_rooms, &text, out);
+            let sent = chat.server_send(&to_users, &to_rooms, &text, now, out);
             Reply::json(
                 200,
                 &json!({
                     "connections": sent.connections,
-                    "offline": sent.offline,
+                    "queued": sent.queued,
+                    "queue_full": sent.queue_full,
                     "unknown": sent.unknown,
                 }),
             )
         }
+    })
+}
+
+/// The answer to a request that waited for the store.
+pub fn done(result: Result<ApiDone, ChatError>) -> Reply {
+    match result {
+        Ok(ApiDone::RoomCreated { id }) => Reply::json(200, &json!({ "created": id })),
+        Ok(ApiDone::RoomDeleted { id }) => Reply::json(200, &json!({ "deleted": id })),
+        Err(e) => refusal(&e),
+    }
+}
+
+/// The core's refusal of an API request, with a status that fits.
+fn refusal(e: &ChatError) -> Reply {
+    match e {
+        ChatError::RoomNotFound => Reply::error(404, "room_not_found", "no such room"),
+        ChatError::RoomExists => Reply::error(409, "room_exists", "a room with that name exists"),
+        ChatError::QuotaExceeded(_) => Reply::error(
+            409,
+            "quota_exceeded",
+            "the server has as many rooms as it may",
+        ),
+        ChatError::TooLong(_) => Reply::error(400, "bad_request", "the name is too long"),
+        ChatError::BadName => Reply::error(
+            400,
+            "bad_request",
+            "a name is not empty and has no control characters",
+        ),
+        ChatError::StoreFailed => {
+            Reply::error(503, "store_failed", "the store could not commit it")
+        }
+        _ => Reply::error(503, "unavailable", "try again"),
     }
 }
 

@@ -1,7 +1,28 @@
 //! What the operator's API asks of the core: read-only views of the state, and disconnecting a
 //! user. The API module on the logic thread renders these as JSON; the core knows no format.
 
-use super::{Chat, ConnId, Dialect, Effect, Farewell, Sink, UserInfo, Who, wildcard_match};
+use super::durable::{Change, StoredOffline};
+use super::limits::{Field, Quota};
+use super::pending::{NewRoom, Then};
+use super::rooms::{Key, Owner, stored_room};
+use super::{
+    Chat, ChatError, ConnId, Dialect, Effect, Event, Farewell, Notice, RoomInfo, Secret, Sink,
+    UserInfo, Who, wildcard_match,
+};
+
+/// How the server itself appears as a sender.
+const SERVER: Who<'static> = Who {
+    client: 0,
+    user: 0,
+    name: "server",
+};
+
+/// An operator's request the store committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiDone {
+    RoomCreated { id: u64 },
+    RoomDeleted { id: u64 },
+}
 
 /// How many of what the core holds, for `/api/v1/stats` and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -138,33 +159,49 @@ impl Chat {
 pub struct Sent {
     /// Connections the message went to.
     pub connections: u64,
-    /// Users named who exist but are not online (the message is not queued for them).
-    pub offline: u64,
+    /// Offline users it was queued for (handed to the store; delivered at their next login).
+    pub queued: u64,
+    /// Offline users whose queue is full: not queued.
+    pub queue_full: u64,
     /// Users and rooms named that do not exist.
     pub unknown: u64,
 }
 
 impl Chat {
     /// A message from the server itself (userid 0): privately to every connection of each user
-    /// in `users`, and said in each room of `rooms`, rendered by every recipient's dialect.
+    /// in `users` (queued as an offline message for those not online), and said in each room
+    /// of `rooms`, rendered by every recipient's dialect.
     pub fn server_send(
-        &self,
+        &mut self,
         users: &[u64],
         rooms: &[u64],
         text: &str,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Sent {
-        let server = Who {
-            client: 0,
-            user: 0,
-            name: "server",
-        };
+        let server = SERVER;
         let mut sent = Sent::default();
         let mut targets: Vec<ConnId> = Vec::new();
         for &id in users {
             match self.users.get(id) {
                 None => sent.unknown += 1,
-                Some(u) if u.conns.is_empty() => sent.offline += 1,
+                Some(u) if u.conns.is_empty() => {
+                    if self.offline.len(id) >= self.limits.offline_queue {
+                        sent.queue_full += 1;
+                        continue;
+                    }
+                    let message = StoredOffline {
+                        id: self.offline.next_id(),
+                        to: id,
+                        from: 0,
+                        from_name: SERVER.name.to_string(),
+                        sent: now,
+                        text: text.to_string(),
+                    };
+                    let change = Change::PutOffline(message.clone());
+                    self.background(Then::ServerQueued(message), change, out);
+                    sent.queued += 1;
+                }
                 Some(u) => targets.extend(u.conns.iter().copied()),
             }
         }
@@ -172,7 +209,7 @@ impl Chat {
         targets.dedup();
         sent.connections += targets.len() as u64;
         if !targets.is_empty() {
-            let event = super::Event::Private { from: server, text };
+            let event = Event::Private { from: server, text };
             self.tell_conns(targets, 0, &event, out);
         }
         for &id in rooms {
@@ -190,5 +227,113 @@ impl Chat {
             self.tell_room(id, None, 0, &event, out);
         }
         sent
+    }
+}
+
+impl Chat {
+    /// `POST /api/v1/rooms`: a persistent room without a question, committed first; the
+    /// answer comes as [`Effect::ApiDone`] to `http`.
+    pub fn api_create_room(
+        &mut self,
+        http: ConnId,
+        name: String,
+        out: &mut dyn Sink,
+    ) -> Result<(), ChatError> {
+        if name.len() > self.limits.name_len {
+            return Err(ChatError::TooLong(Field::Name));
+        }
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(ChatError::BadName);
+        }
+        if self.rooms.first_named(&name, |_| true).is_some() {
+            return Err(ChatError::RoomExists);
+        }
+        if self.rooms.len() >= self.limits.rooms {
+            return Err(ChatError::QuotaExceeded(Quota::Rooms));
+        }
+        let room = NewRoom {
+            id: self.room_id(out)?,
+            name,
+            question: String::new(),
+            answer: Secret::default(),
+            answer_hash: None,
+        };
+        let change = stored_room(&room);
+        self.background(Then::ApiRoomStored { http, room }, change, out);
+        Ok(())
+    }
+
+    pub(super) fn api_room_stored(
+        &mut self,
+        http: ConnId,
+        room: NewRoom,
+        stored: bool,
+        out: &mut dyn Sink,
+    ) {
+        if !stored {
+            let result = Err(ChatError::StoreFailed);
+            return out.emit(Effect::ApiDone { conn: http, result });
+        }
+        let id = room.id;
+        self.rooms
+            .add(id, room.name, room.question, Key::None, Owner::Server);
+        let r = self.rooms.get(id).expect("just added");
+        let info = RoomInfo {
+            id,
+            name: &r.name,
+            question: &r.question,
+            member: false,
+            needs_answer: false,
+            temporary: false,
+            count: 0,
+        };
+        let event = Event::RoomCreated {
+            room: info,
+            by: SERVER,
+        };
+        self.tell_everyone(true, None, 0, &event, out);
+        out.emit(Effect::Notify(Notice::RoomCreated {
+            room: id,
+            name: &r.name,
+        }));
+        let result = Ok(ApiDone::RoomCreated { id });
+        out.emit(Effect::ApiDone { conn: http, result });
+    }
+
+    /// `DELETE /api/v1/rooms/{id}`: members are taken out (room-URL members disconnected) and
+    /// everyone is told, as for `removechatroom`; a persistent room's removal is committed
+    /// first. The answer comes as [`Effect::ApiDone`] to `http`.
+    pub fn api_delete_room(
+        &mut self,
+        http: ConnId,
+        id: u64,
+        out: &mut dyn Sink,
+    ) -> Result<(), ChatError> {
+        let room = self.rooms.get(id).ok_or(ChatError::RoomNotFound)?;
+        if room.temporary {
+            self.delete_room(id, 0, out);
+            let result = Ok(ApiDone::RoomDeleted { id });
+            out.emit(Effect::ApiDone { conn: http, result });
+        } else {
+            let change = Change::DeleteRoom { id };
+            self.background(Then::ApiRoomDeleted { http, room: id }, change, out);
+        }
+        Ok(())
+    }
+
+    pub(super) fn api_room_deleted(
+        &mut self,
+        http: ConnId,
+        room: u64,
+        stored: bool,
+        out: &mut dyn Sink,
+    ) {
+        let result = if stored {
+            self.delete_room(room, 0, out);
+            Ok(ApiDone::RoomDeleted { id: room })
+        } else {
+            Err(ChatError::StoreFailed)
+        };
+        out.emit(Effect::ApiDone { conn: http, result });
     }
 }

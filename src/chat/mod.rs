@@ -37,7 +37,7 @@ mod snaps;
 use std::sync::Arc;
 
 pub use accounts::{MAX_FOUND, NAME_LEN, PASSWORD_LEN, wildcard_match};
-pub use admin::{Census, RoomView, Sent, UserView};
+pub use admin::{ApiDone, Census, RoomView, Sent, UserView};
 pub use durable::{
     Change, HashJob, Hashed, Snapshot, StoredOffline, StoredRoom, StoredSnap, StoredUser,
 };

@@ -60,6 +60,12 @@ pub enum Effect<'a> {
     /// Stop reading `conn` (`on`), or start again: its requests pile up behind one that waits
     /// for a worker, and the client should feel that as backpressure, not as memory use here.
     Hold { conn: ConnId, on: bool },
+    /// The answer to an operator's API request (`conn` is its HTTP connection) that had to
+    /// wait for the store.
+    ApiDone {
+        conn: ConnId,
+        result: Result<super::ApiDone, ChatError>,
+    },
     /// Tell whoever watches from outside (webhooks) that something happened.
     Notify(Notice<'a>),
     /// A room-URL connection's upgrade is decided: let it in (`Ok`, before anything is sent

@@ -85,6 +85,17 @@ pub(super) enum Then {
     Queued(StoredOffline),
     /// No request waits: a change made on the server's own account (an expiry).
     Nothing,
+    /// An operator's API request waits on its HTTP connection `http`.
+    ApiRoomStored {
+        http: ConnId,
+        room: NewRoom,
+    },
+    ApiRoomDeleted {
+        http: ConnId,
+        room: u64,
+    },
+    /// A message from the server to an offline user (`POST /api/v1/send`).
+    ServerQueued(StoredOffline),
     RoomsReserved {
         up_to: u64,
     },
@@ -441,6 +452,13 @@ impl Chat {
                 }
             }
             Then::Nothing => {}
+            Then::ApiRoomStored { http, room } => self.api_room_stored(http, room, stored, out),
+            Then::ApiRoomDeleted { http, room } => self.api_room_deleted(http, room, stored, out),
+            Then::ServerQueued(message) => {
+                if stored {
+                    self.offline.push(message);
+                }
+            }
         }
     }
 }

@@ -384,7 +384,7 @@ impl Chat {
     }
 
     /// The next chatroomid, renewing the reservation in the store when it runs low.
-    fn room_id(&mut self, out: &mut dyn Sink) -> Result<u64, ChatError> {
+    pub(super) fn room_id(&mut self, out: &mut dyn Sink) -> Result<u64, ChatError> {
         if let Some(up_to) = self.rooms.renewal() {
             self.background(
                 Then::RoomsReserved { up_to },
@@ -818,7 +818,7 @@ impl Chat {
 }
 
 /// How the store keeps a persistent room.
-fn stored_room(room: &NewRoom) -> Change {
+pub(super) fn stored_room(room: &NewRoom) -> Change {
     Change::PutRoom {
         id: room.id,
         name: room.name.clone(),

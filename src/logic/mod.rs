@@ -182,8 +182,18 @@ impl Logic {
                     } => Some(&*hooks.counters),
                     _ => None,
                 };
-                let reply = api::answer(&self.chat, request, &self.counters, hooks, &mut router);
-                router.out.push(ToNet::Http { conn, reply });
+                let reply = api::answer(
+                    &mut self.chat,
+                    conn,
+                    request,
+                    now,
+                    &self.counters,
+                    hooks,
+                    &mut router,
+                );
+                if let Some(reply) = reply {
+                    router.out.push(ToNet::Http { conn, reply });
+                }
             }
             ToLogic::Closed { conn } => self.chat.close(conn, &mut router),
             ToLogic::Hashed { ticket, result } => {
@@ -285,6 +295,10 @@ impl Sink for Router<'_> {
             Effect::Hash { ticket, job } => self.hash(ticket, job),
             Effect::Hold { conn, on } => self.out.push(ToNet::Hold { conn, on }),
             Effect::Persist { ticket, change } => self.persist(ticket, change),
+            Effect::ApiDone { conn, result } => self.out.push(ToNet::Http {
+                conn,
+                reply: api::done(result),
+            }),
             Effect::Notify(notice) => {
                 if let Workers::Threads {
                     webhooks: Some(hooks),

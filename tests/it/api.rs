@@ -428,3 +428,57 @@ fn metrics_count_what_happened() {
         (200, Some("ok"))
     );
 }
+
+#[test]
+fn rooms_are_made_and_removed_and_offline_users_get_queued_messages() {
+    let server = TestServer::start_with(&["--api-key", KEY]);
+    let api = Api::new(&server);
+    let (mut watcher, _) = server.chat_client();
+
+    let (status, made) = api.post("/api/v1/rooms", "application/json", r#"{"name":"news"}"#);
+    assert_eq!(status, 200, "{made}");
+    let id = made["created"].as_u64().unwrap();
+    let told = watcher.recv();
+    assert!(
+        told.starts_with("chatroomcreated(0,") && told.contains("news"),
+        "{told}"
+    );
+    let (_, rooms) = api.get("/api/v1/rooms");
+    assert_eq!(rooms["rooms"][0]["name"], "news");
+    assert_eq!(rooms["rooms"][0]["temporary"], false);
+    let (status, again) = api.post("/api/v1/rooms", "application/json", r#"{"name":"news"}"#);
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (409, Some("room_exists"))
+    );
+    let (status, _) = api.post("/api/v1/rooms", "application/json", r#"{"name":""}"#);
+    assert_eq!(status, 400);
+
+    let (status, gone) = api.delete(&format!("/api/v1/rooms/{id}"));
+    assert_eq!(status, 200, "{gone}");
+    assert_eq!(gone["deleted"], id);
+    let told = watcher.recv();
+    assert!(told.starts_with("chatroomwasdeleted("), "{told}");
+    assert_eq!(api.delete(&format!("/api/v1/rooms/{id}")).0, 404);
+
+    // bob exists but is offline: the message waits for his login.
+    watcher.send("adduser(1,43,3,bob6,secret2,pw)");
+    assert_eq!(watcher.recv(), "success(1,)");
+    let (status, sent) = api.post(
+        "/api/v1/send",
+        "application/json",
+        r#"{"to_users":[43],"text":"welcome back"}"#,
+    );
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(
+        (sent["connections"].as_u64(), sent["queued"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let (mut bob, _) = server.chat_client();
+    bob.send("login(2,3,bob6,secret)");
+    let mut got = Vec::new();
+    while !got.iter().any(|m: &String| m.contains("welcome back")) {
+        got.push(bob.recv());
+        assert!(got.len() < 5, "{got:?}");
+    }
+}
