@@ -99,6 +99,54 @@ const BATCH_BUCKETS: [f64; 10] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25,
 ];
 
+/// Upper bounds (seconds) of the store commit histogram's buckets: a commit waits for the
+/// disk (fsync), so milliseconds to a second.
+const COMMIT_BUCKETS: [f64; 10] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// A Prometheus histogram of durations.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Observations at most each bound (cumulative, as Prometheus reports them).
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    pub fn observe(&mut self, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (bound, count) in self.bounds.iter().zip(&mut self.buckets) {
+            if secs <= *bound {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+
+    fn render(&self, m: &mut String, name: &str, help: &str) {
+        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in self.bounds.iter().zip(&self.buckets) {
+            let _ = writeln!(m, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(m, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(m, "{name}_sum {}", self.sum);
+        let _ = writeln!(m, "{name}_count {}", self.count);
+    }
+}
+
 /// What the logic thread counts, owned by it and read only by it.
 #[derive(Debug, Clone)]
 pub struct LogicCounters {
@@ -108,37 +156,23 @@ pub struct LogicCounters {
     /// Frame deliveries queued (one frame to one connection), and their bytes.
     pub deliveries: u64,
     pub bytes_out: u64,
-    /// Event batches handled, by duration (cumulative per bucket of [`BATCH_BUCKETS`]).
-    batch_buckets: [u64; BATCH_BUCKETS.len()],
-    batch_count: u64,
-    batch_sum: f64,
+    /// How long each batch of events took to apply.
+    pub batch: Histogram,
+    /// How long the store took per group commit, as it reported; `None` without a store.
+    pub commit: Option<Histogram>,
 }
 
-impl Default for LogicCounters {
-    fn default() -> Self {
+impl LogicCounters {
+    /// Counters for a logic thread with a store (`with_store`) or without.
+    pub fn new(with_store: bool) -> LogicCounters {
         LogicCounters {
             started: Instant::now(),
             requests: 0,
             deliveries: 0,
             bytes_out: 0,
-            batch_buckets: [0; BATCH_BUCKETS.len()],
-            batch_count: 0,
-            batch_sum: 0.0,
+            batch: Histogram::new(&BATCH_BUCKETS),
+            commit: with_store.then(|| Histogram::new(&COMMIT_BUCKETS)),
         }
-    }
-}
-
-impl LogicCounters {
-    /// Records how long one batch of events took to apply.
-    pub fn observe_batch(&mut self, took: Duration) {
-        let secs = took.as_secs_f64();
-        for (bound, count) in BATCH_BUCKETS.iter().zip(&mut self.batch_buckets) {
-            if secs <= *bound {
-                *count += 1;
-            }
-        }
-        self.batch_count += 1;
-        self.batch_sum += secs;
     }
 }
 
@@ -744,17 +778,18 @@ fn metrics(
             &[("", n(&h.failed))],
         );
     }
-    let name = "websocket_logic_batch_seconds";
-    let _ = writeln!(
-        m,
-        "# HELP {name} Time the logic thread took to apply one batch of events.\n# TYPE {name} histogram"
+    logic.batch.render(
+        &mut m,
+        "websocket_logic_batch_seconds",
+        "Time the logic thread took to apply one batch of events.",
     );
-    for (bound, count) in BATCH_BUCKETS.iter().zip(&logic.batch_buckets) {
-        let _ = writeln!(m, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    if let Some(commit) = &logic.commit {
+        commit.render(
+            &mut m,
+            "websocket_store_commit_seconds",
+            "Time the store thread took per group commit.",
+        );
     }
-    let _ = writeln!(m, "{name}_bucket{{le=\"+Inf\"}} {}", logic.batch_count);
-    let _ = writeln!(m, "{name}_sum {}", logic.batch_sum);
-    let _ = writeln!(m, "{name}_count {}", logic.batch_count);
     m
 }
 
@@ -836,12 +871,18 @@ mod tests {
 
     #[test]
     fn histogram_is_cumulative() {
-        let mut c = LogicCounters::default();
-        c.observe_batch(Duration::from_micros(70));
-        c.observe_batch(Duration::from_secs(1));
-        assert_eq!(c.batch_buckets[0], 0);
-        assert_eq!(c.batch_buckets[1], 1);
-        assert_eq!(*c.batch_buckets.last().unwrap(), 1);
-        assert_eq!(c.batch_count, 2);
+        let mut h = Histogram::new(&BATCH_BUCKETS);
+        h.observe(Duration::from_micros(70));
+        h.observe(Duration::from_secs(1));
+        assert_eq!(h.buckets[0], 0);
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(*h.buckets.last().unwrap(), 1);
+        assert_eq!(h.count, 2);
+        let mut text = String::new();
+        h.render(&mut text, "x", "help");
+        assert!(
+            text.contains("x_bucket{le=\"+Inf\"} 2\nx_sum 1.00007\nx_count 2\n"),
+            "{text}"
+        );
     }
 }

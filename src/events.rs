@@ -36,9 +36,10 @@ pub enum ToLogic {
     Forward(ToNet),
     /// A password hasher finished job `ticket`.
     Hashed { ticket: u64, result: Hashed },
-    /// The store committed (or failed to commit) these tickets, in order.
+    /// The store committed (or failed to commit) these tickets, in order, in `took`.
     Stored {
         results: Vec<(u64, Result<(), String>)>,
+        took: std::time::Duration,
     },
     /// Periodic clock tick (once a second) for time-driven state such as snap expiry.
     Tick,

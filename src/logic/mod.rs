@@ -80,7 +80,7 @@ pub fn run(
             logic.handle(ToLogic::Tick, now, &mut out);
             next_tick = Instant::now() + TICK;
         }
-        logic.counters.observe_batch(started.elapsed());
+        logic.counters.batch.observe(started.elapsed());
         if !out.is_empty() {
             sent = true;
             if to_net.send(out).is_err() {
@@ -149,11 +149,12 @@ impl Logic {
     }
 
     pub fn with(chat: Chat, workers: Workers) -> Logic {
+        let with_store = matches!(workers, Workers::Threads { store: Some(_), .. });
         Logic {
             chat,
             workers,
             done: VecDeque::new(),
-            counters: LogicCounters::default(),
+            counters: LogicCounters::new(with_store),
         }
     }
 
@@ -199,7 +200,10 @@ impl Logic {
             ToLogic::Hashed { ticket, result } => {
                 self.chat.hashed(ticket, result, now, &mut router)
             }
-            ToLogic::Stored { results } => {
+            ToLogic::Stored { results, took } => {
+                if let Some(commit) = &mut self.counters.commit {
+                    commit.observe(took);
+                }
                 for (ticket, result) in results {
                     self.chat.stored(ticket, result, now, &mut router);
                 }

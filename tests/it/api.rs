@@ -482,3 +482,23 @@ fn rooms_are_made_and_removed_and_offline_users_get_queued_messages() {
         assert!(got.len() < 5, "{got:?}");
     }
 }
+
+#[test]
+fn store_commits_are_timed_when_there_is_a_store() {
+    let dir = crate::common::TempDir::new("api-store");
+    let data = dir.file("chat.db");
+    let server = TestServer::start_with(&["--data", &data]);
+    let api = Api::new(&server);
+    let (mut c, _) = server.chat_client();
+    c.send("adduser(1,42,5,alice6,secret2,pw)");
+    assert_eq!(c.recv(), "success(1,)");
+    let (_, text) = api.get_with("/metrics", None);
+    assert!(
+        sample(&text, "websocket_store_commit_seconds_count") >= 1.0,
+        "{text}"
+    );
+    // Without a store there is no such metric.
+    let server = TestServer::start();
+    let (_, text) = Api::new(&server).get_with("/metrics", None);
+    assert!(!text.contains("websocket_store_commit_seconds"), "{text}");
+}
