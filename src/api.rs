@@ -499,6 +499,8 @@ pub fn answer(
                         "name": u.name,
                         "online": u.connections > 0,
                         "connections": u.connections,
+                        "messages_sent": u.sent,
+                        "messages_received": u.received,
                         "rooms": rooms,
                     }),
                 )

@@ -4,6 +4,7 @@
 //! every change to an account is committed by the store before it is acknowledged, so these
 //! commands park their connection (`pending.rs`) and finish in a continuation.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 
@@ -31,6 +32,11 @@ pub(super) struct User {
     seq: u64,
     /// The connections logged in as this user; empty means logged out.
     pub conns: BTreeSet<ConnId>,
+    /// Messages sent (to rooms and privately) and private messages received since the start,
+    /// for the operator's API. Cells, because they are counted where a message is told,
+    /// which only reads the state.
+    pub sent: Cell<u64>,
+    pub received: Cell<u64>,
 }
 
 #[derive(Default)]
@@ -51,6 +57,16 @@ pub(super) struct Users {
 }
 
 impl Users {
+    /// Counts a message sent by `user` (0: not a user) and, privately, to `to`.
+    pub fn count_message(&self, user: u64, to: Option<u64>) {
+        if let Some(u) = self.by_id.get(&user) {
+            u.sent.set(u.sent.get() + 1);
+        }
+        if let Some(u) = to.and_then(|to| self.by_id.get(&to)) {
+            u.received.set(u.received.get() + 1);
+        }
+    }
+
     pub fn get(&self, id: u64) -> Option<&User> {
         self.by_id.get(&id)
     }
@@ -113,6 +129,8 @@ impl Users {
             hash: hash.clone(),
             seq: self.last_seq,
             conns: BTreeSet::new(),
+            sent: Cell::new(0),
+            received: Cell::new(0),
         };
         self.unborn.insert(id, user);
         StoredUser {
@@ -150,6 +168,8 @@ impl Users {
             hash: stored.hash,
             seq: stored.seq,
             conns: BTreeSet::new(),
+            sent: Cell::new(0),
+            received: Cell::new(0),
         };
         self.insert(stored.id, user);
     }

@@ -43,6 +43,10 @@ pub struct UserView<'a> {
     pub name: &'a str,
     /// Connections logged in as the user now.
     pub connections: u64,
+    /// Messages the user sent (to rooms and privately), and private messages it received,
+    /// since the server started.
+    pub sent: u64,
+    pub received: u64,
     /// The rooms those connections are in: id and name, by id.
     pub rooms: Vec<(u64, &'a str)>,
 }
@@ -107,6 +111,8 @@ impl Chat {
             id,
             name: &user.name,
             connections: user.conns.len() as u64,
+            sent: user.sent.get(),
+            received: user.received.get(),
             rooms,
         })
     }

@@ -50,6 +50,7 @@ impl Chat {
             text,
         };
         self.tell_conns(targets, re.mid.unwrap_or(0), &event, out);
+        self.users.count_message(self.who(conn).user, Some(to_user));
         out.emit(super::Effect::Notify(super::Notice::Private {
             from: self.who(conn),
             to_user,

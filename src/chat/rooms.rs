@@ -657,6 +657,7 @@ impl Chat {
             text,
         };
         self.tell_room(room, Some(conn), mid, &event, out);
+        self.users.count_message(self.who(conn).user, None);
         out.emit(super::Effect::Notify(super::Notice::RoomMessage {
             room,
             room_name: &r.name,

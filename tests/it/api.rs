@@ -127,6 +127,13 @@ fn every_endpoint_answers_from_the_chat_state() {
     assert_eq!(user["online"], true);
     assert_eq!(user["connections"], 1);
     assert_eq!(user["rooms"][0]["name"], "lobby");
+    assert_eq!(
+        (
+            user["messages_sent"].as_u64(),
+            user["messages_received"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
     let (status, missing) = api.get("/api/v1/users/43");
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["code"], "user_not_found");
@@ -159,6 +166,16 @@ fn every_endpoint_answers_from_the_chat_state() {
         said.starts_with("chat(") && said.ends_with("maintenance at noon)"),
         "{said}"
     );
+
+    a.send("send(9,1,2,hi)");
+    assert!(a.recv().starts_with("chat("));
+    let (mut b, _) = server.chat_client();
+    b.send("sendto(8,0,42,2,hi)");
+    assert_eq!(b.recv(), "success(8,)");
+    assert!(a.recv().starts_with("msg(8,"));
+    let (_, user) = api.get("/api/v1/users/42");
+    assert_eq!(user["messages_sent"], 1);
+    assert_eq!(user["messages_received"], 1);
 
     let (status, kicked) = api.delete("/api/v1/users/42/connections");
     assert_eq!(status, 200);
