@@ -1103,7 +1103,10 @@ impl Net {
         }
         for key in expired {
             self.stats.timed_out += 1;
-            if matches!(self.conns[key].phase, Phase::Api { .. }) {
+            if let Phase::Api { keep_alive, .. } = &mut self.conns[key].phase {
+                // Closed after the 503: a late answer must not pass for the answer to a
+                // next request on the same connection.
+                *keep_alive = false;
                 let late = Reply::error(
                     503,
                     "unavailable",
