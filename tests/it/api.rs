@@ -519,3 +519,29 @@ fn store_commits_are_timed_when_there_is_a_store() {
     let (_, text) = Api::new(&server).get_with("/metrics", None);
     assert!(!text.contains("websocket_store_commit_seconds"), "{text}");
 }
+
+#[test]
+fn refusals_are_counted_where_they_happen() {
+    let server = TestServer::start_with(&["--rate-limit", "1", "--rate-burst", "2"]);
+    let api = Api::new(&server);
+    let scrape = || api.get_with("/metrics", None).1;
+    let before = scrape();
+    let (mut c, _) = server.chat_client();
+    // A burst of two goes through (more if a token came back meanwhile); the rest is refused
+    // with an error, not closed.
+    let mut served = 0.0;
+    for mid in 1..=4 {
+        c.send(&format!("getchatroomdetails({mid},1)"));
+        if c.recv().contains("wasn't found") {
+            served += 1.0;
+        }
+    }
+    assert!(served < 4.0);
+    assert_eq!(api.get_with("/api/v1/stats", Some("Bearer nope")).0, 401);
+    let after = scrape();
+    let diff = |name: &str| sample(&after, name) - sample(&before, name);
+    assert_eq!(diff("websocket_rate_limited_total"), 4.0 - served);
+    assert_eq!(diff("websocket_messages_received_total"), 4.0);
+    assert_eq!(diff("websocket_api_unauthorized_total"), 1.0);
+    assert_eq!(diff("websocket_rate_limit_closes_total"), 0.0);
+}
