@@ -40,7 +40,7 @@ fn commits(c: &mut Criterion) {
         let mut acked = 0;
         while acked < n {
             for event in acks.recv().unwrap() {
-                let ToLogic::Stored { results } = event else {
+                let ToLogic::Stored { results, .. } = event else {
                     panic!("not a store answer")
                 };
                 assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");

@@ -5,12 +5,13 @@
 //! answers back through its inbox, like every other message.
 
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::chat::{HashJob, Hashed};
+use crate::chat::{HashJob, Hashed, Secret};
 use crate::events::ToLogic;
 
 /// The argon2id cost of new hashes (checks use the cost each stored hash was made with).
@@ -48,6 +49,16 @@ pub struct Hasher {
     argon2: Argon2<'static>,
     /// A hash of nothing in particular, made at start, for decoy checks.
     decoy: String,
+    /// The login backend (`--auth-url`), if any.
+    backend: Option<Backend>,
+}
+
+/// Where logins for unknown names are checked: a blocking HTTP client with a timeout, used
+/// only on the hasher threads.
+#[derive(Clone)]
+struct Backend {
+    url: String,
+    agent: ureq::Agent,
 }
 
 impl Hasher {
@@ -58,9 +69,22 @@ impl Hasher {
         let mut hasher = Hasher {
             argon2,
             decoy: String::new(),
+            backend: None,
         };
         hasher.decoy = hasher.hash(b"decoy").ok_or("argon2 cannot hash")?;
         Ok(hasher)
+    }
+
+    /// Checks logins for unknown names at `url` (`--auth-url`): a POST of
+    /// `{"username":..,"password":..}` answered 200 with `{"userid":N}` accepts.
+    pub fn with_backend(mut self, url: String, timeout: Duration) -> Hasher {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        self.backend = Some(Backend { url, agent });
+        self
     }
 
     pub fn run(&self, job: HashJob) -> Hashed {
@@ -82,6 +106,17 @@ impl Hasher {
                 let _ = self.argon2.verify_password(password.expose(), &parsed);
                 Hashed::Verified(false)
             }
+            HashJob::Backend { name, password } => match &self.backend {
+                None => Hashed::Verified(false),
+                Some(backend) => match backend.check(&name, &password) {
+                    Err(()) => Hashed::Unavailable,
+                    Ok(None) => Hashed::Verified(false),
+                    Ok(Some(user)) => match self.hash(password.expose()) {
+                        Some(hash) => Hashed::Accepted { user, hash },
+                        None => Hashed::Failed,
+                    },
+                },
+            },
         }
     }
 
@@ -89,6 +124,44 @@ impl Hasher {
         let salt = SaltString::encode_b64(&random_salt()?).ok()?;
         let hash = self.argon2.hash_password(password, &salt).ok()?;
         Some(hash.to_string())
+    }
+}
+
+impl Backend {
+    /// `Ok(Some(userid))` if the backend accepts, `Ok(None)` if it refuses (any answer but a
+    /// 200 with a positive `userid`), `Err` if it does not answer in time or cannot be reached.
+    fn check(&self, name: &str, password: &Secret) -> Result<Option<u64>, ()> {
+        let Ok(password) = std::str::from_utf8(password.expose()) else {
+            return Ok(None);
+        };
+        let body = serde_json::json!({ "username": name, "password": password }).to_string();
+        let mut response = match self
+            .agent
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .send(body.as_bytes())
+        {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("login backend {}: {e}", self.url);
+                return Err(());
+            }
+        };
+        if response.status() != 200 {
+            return Ok(None);
+        }
+        let text = match response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+        {
+            Ok(text) => text,
+            Err(ureq::Error::Timeout(_)) => return Err(()),
+            Err(_) => return Ok(None),
+        };
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Ok(answer["userid"].as_u64().filter(|&id| id > 0))
     }
 }
 
@@ -147,7 +220,6 @@ pub fn spawn_pool(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::Secret;
 
     #[test]
     fn hashes_verify_and_decoys_fail() {

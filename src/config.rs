@@ -101,6 +101,20 @@ pub struct Config {
     /// client arrives from 127.0.0.1 and would share one budget; such clients are limited
     /// per connection instead.
     pub limit_loopback: bool,
+    /// The bearer token of the admin API (`Authorization: Bearer <key>`). Default none: the
+    /// server password is the key. A separate key lets scripts and dashboards use the API
+    /// without being able to run admin chat commands.
+    pub api_key: Option<String>,
+    /// Largest HTTP request body (admin API), in bytes. Default 64 KiB; larger gets 413.
+    pub max_body_size: usize,
+    /// Receivers of chat events as JSON POSTs (`--webhook`). Default none.
+    pub webhooks: Vec<crate::webhook::Hook>,
+    /// The login backend: a login for a name this server does not know is POSTed there
+    /// (`{"username":..,"password":..}`) from a hasher thread; 200 with `{"userid":N}` logs the
+    /// user in and creates the account here. Default none: unknown names are refused.
+    pub auth_url: Option<String>,
+    /// How long the login backend may take; past it the login gets "Server busy". Default 3 s.
+    pub auth_timeout: Duration,
     /// The chat core's quotas (rooms, members, name lengths, snaps, failed guesses); see
     /// [`Limits`] for each one and its default.
     pub limits: Limits,
@@ -146,6 +160,11 @@ impl Config {
             address_rate_limit: 1000,
             address_rate_burst: 2000,
             limit_loopback: false,
+            api_key: None,
+            max_body_size: 64 * 1024,
+            auth_url: None,
+            auth_timeout: Duration::from_secs(3),
+            webhooks: Vec::new(),
             limits: Limits::default(),
         }
     }

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 
+use crate::api::{ApiRequest, Reply};
 pub use crate::chat::{ConnId, Recipients};
 use crate::chat::{Entry, Hashed, Peer, Request};
 
@@ -24,6 +25,9 @@ pub enum ToLogic {
     /// a parse error or the rate limit are requests too, so their replies keep their place in
     /// the connection's reply order).
     Request { conn: ConnId, request: Request },
+    /// An authorized, well-formed request of the operator's API (`api`), to be answered with
+    /// [`ToNet::Http`]. The connection is not a chat connection: the core never hears of it.
+    Api { conn: ConnId, request: ApiRequest },
     /// The connection is gone (closed by either side, reset, timed out, or cut off).
     Closed { conn: ConnId },
     /// A close the net thread itself decided on (a client flooding past the rate limit). The
@@ -32,9 +36,10 @@ pub enum ToLogic {
     Forward(ToNet),
     /// A password hasher finished job `ticket`.
     Hashed { ticket: u64, result: Hashed },
-    /// The store committed (or failed to commit) these tickets, in order.
+    /// The store committed (or failed to commit) these tickets, in order, in `took`.
     Stored {
         results: Vec<(u64, Result<(), String>)>,
+        took: std::time::Duration,
     },
     /// Periodic clock tick (once a second) for time-driven state such as snap expiry.
     Tick,
@@ -72,6 +77,8 @@ pub enum ToNet {
         code: u16,
         reason: &'static str,
     },
+    /// The response to a [`ToLogic::Api`] request.
+    Http { conn: ConnId, reply: Reply },
     /// Stop reading the connection (`on`) or start again: its requests are piling up behind
     /// one that waits for a worker.
     Hold { conn: ConnId, on: bool },

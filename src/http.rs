@@ -1,15 +1,18 @@
 //! HTTP/1.1 request heads: parsing (with `httparse`), routing, and the few responses we send.
 //!
-//! The server speaks just enough HTTP to serve the chat page and to upgrade to WebSocket. Every
-//! response closes the connection (`Connection: close`), which keeps the connection state
-//! machine in `net` to one request per TCP connection. Every refusal carries a one-line body
-//! saying what exactly was wrong, so a person debugging a client need not guess.
+//! The server speaks just enough HTTP to serve the chat page, to upgrade to WebSocket, and to
+//! answer the operator's API (`/api/v1/`, `/metrics`, `/healthz`, see `api`). Page and error
+//! responses close the connection (`Connection: close`); API requests may carry a body
+//! (`Content-Length`, bounded; chunked bodies get 411) and keep the connection open for the
+//! next request, as curl-style scripts and load balancers expect. Every refusal carries a
+//! one-line body saying what exactly was wrong, so a person debugging a client need not guess.
 
 use std::net::{IpAddr, SocketAddr};
 
 use tungstenite::handshake::derive_accept_key;
 
-use crate::chat::Entry;
+use crate::api::{ApiHead, Reply};
+use crate::chat::{Entry, Secret};
 
 /// The browser chat page, embedded in the binary.
 pub const PAGE: &str = include_str!("page/index.html");
@@ -47,6 +50,8 @@ pub enum Route {
     Respond(Response),
     /// Switch to WebSocket: send `response` (a `101`), then provide `service`.
     Upgrade { response: Vec<u8>, service: Service },
+    /// An authorized request for the operator's API: read its body, then answer it.
+    Api(ApiHead),
 }
 
 /// What a WebSocket connection is for.
@@ -88,6 +93,10 @@ pub struct Routes {
     pub allowed_origins: Vec<String>,
     /// The server's own public origins (`--public-url`).
     pub public_origins: Vec<String>,
+    /// The bearer token the API takes (`--api-key`, else the server password).
+    pub api_key: Secret,
+    /// Largest API request body; 413 past it.
+    pub max_body: usize,
 }
 
 /// Parses the request head at the start of `buf`.
@@ -222,6 +231,9 @@ fn route(req: &httparse::Request, routes: &Routes) -> Route {
         }
         return upgrade(req, path, query, routes.echo_path.as_deref());
     }
+    if path == "/healthz" || path == "/metrics" || path == "/api" || path.starts_with("/api/") {
+        return api_route(req, method, path, query, routes);
+    }
     let head_only = match method {
         "GET" => false,
         "HEAD" => true,
@@ -240,6 +252,90 @@ fn route(req: &httparse::Request, routes: &Routes) -> Route {
             ),
         )),
     }
+}
+
+/// A request for the operator's surface: the API needs `Authorization: Bearer <key>` (checked
+/// here, in constant time, so a wrong key reaches nothing further and is never logged); a body
+/// needs a `Content-Length` within the limit.
+fn api_route(
+    req: &httparse::Request,
+    method: &str,
+    path: &str,
+    query: &str,
+    routes: &Routes,
+) -> Route {
+    let refuse = |reply: Reply| Route::Respond(Response(reply.to_http(false)));
+    if path.starts_with("/api") {
+        let token = header(req, "authorization")
+            .and_then(|v| {
+                let v = v.trim_ascii();
+                (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
+            })
+            .map(|t| Secret::new(t.trim_ascii()));
+        if !token.is_some_and(|t| routes.api_key.matches(&t)) {
+            return refuse(Reply::error(
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <api key>",
+            ));
+        }
+    }
+    if header(req, "transfer-encoding").is_some() {
+        return refuse(Reply::error(
+            411,
+            "length_required",
+            "send the body with a Content-Length, not chunked",
+        ));
+    }
+    let lengths: Vec<&[u8]> = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| h.value.trim_ascii())
+        .collect();
+    let body_len = match lengths.first() {
+        None => 0,
+        Some(first) if lengths.iter().any(|l| l != first) => {
+            return refuse(Reply::error(
+                400,
+                "bad_request",
+                "conflicting Content-Length headers",
+            ));
+        }
+        Some(len) => match std::str::from_utf8(len)
+            .ok()
+            .filter(|l| l.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|l| l.parse::<usize>().ok())
+        {
+            None => {
+                return refuse(Reply::error(
+                    400,
+                    "bad_request",
+                    "Content-Length is not a number",
+                ));
+            }
+            Some(n) if n > routes.max_body => {
+                return refuse(Reply::error(
+                    413,
+                    "payload_too_large",
+                    &format!("the body is larger than {} bytes", routes.max_body),
+                ));
+            }
+            Some(n) => n,
+        },
+    };
+    let keep_alive = match req.version {
+        Some(1) => !header_has_token(req, "connection", "close"),
+        _ => header_has_token(req, "connection", "keep-alive"),
+    };
+    Route::Api(ApiHead {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        content_type: header(req, "content-type").map(|t| String::from_utf8_lossy(t).into_owned()),
+        body_len,
+        keep_alive,
+    })
 }
 
 /// Cross-site WebSocket hijacking defence: a browser always sends `Origin`, and a page from
@@ -485,6 +581,10 @@ mod tests {
                 ..
             } => response,
             Head::Partial => return 0,
+            Head::Complete {
+                route: Route::Api(_),
+                ..
+            } => return 1,
         };
         std::str::from_utf8(&bytes[9..12]).unwrap().parse().unwrap()
     }
@@ -495,6 +595,8 @@ mod tests {
             echo_path: Some("/echo".into()),
             allowed_origins: vec!["https://chat.example".into()],
             public_origins: vec!["https://public.example".into()],
+            api_key: Secret::new(*b"key"),
+            max_body: 100,
         }
     }
 
@@ -681,6 +783,44 @@ mod tests {
         }
         let v8 = WS.replace("Version: 13", "Version: 8");
         assert_eq!(reason(&format!("GET / HTTP/1.1\r\n{v8}\r\n")).0, 426);
+    }
+
+    #[test]
+    fn api_requests_need_the_key_and_a_bounded_body() {
+        let get = |auth: &str| {
+            status(&p(&format!(
+                "GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n{auth}\r\n"
+            )))
+        };
+        assert_eq!(get(""), 401);
+        assert_eq!(get("Authorization: Bearer nope\r\n"), 401);
+        assert_eq!(get("Authorization: Basic key\r\n"), 401);
+        assert_eq!(get("Authorization: Bearer key\r\n"), 1);
+        assert_eq!(get("authorization: bearer key\r\n"), 1);
+        // Health and metrics are open, like the page.
+        assert_eq!(status(&p("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")), 1);
+        let post = |extra: &str| {
+            p(&format!(
+                "POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key\r\n{extra}\r\n"
+            ))
+        };
+        assert_eq!(status(&post("Content-Length: 101\r\n")), 413);
+        assert_eq!(status(&post("Transfer-Encoding: chunked\r\n")), 411);
+        assert_eq!(status(&post("Content-Length: x\r\n")), 400);
+        assert_eq!(
+            status(&post("Content-Length: 1\r\nContent-Length: 2\r\n")),
+            400
+        );
+        match post("Content-Length: 100\r\nConnection: close\r\n") {
+            Head::Complete {
+                route: Route::Api(head),
+                ..
+            } => {
+                assert_eq!(head.body_len, 100);
+                assert!(!head.keep_alive);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

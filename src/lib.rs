@@ -5,6 +5,7 @@
 //! renders its events per dialect); they talk only through the messages in [`events`]. See
 //! `ARCHITECTURE.md` for the whole picture.
 
+pub mod api;
 pub mod auth;
 pub mod chat;
 pub mod client;
@@ -20,4 +21,5 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod transcript;
+pub mod webhook;
 pub mod ws;

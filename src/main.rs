@@ -27,7 +27,10 @@ const PASSWORD_ENV: &str = "WEBSOCKET_PASSWORD";
 #[command(
     version,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    // A flag given twice takes its last value: the config file's flags come first, so the
+    // command line overrides them.
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -58,8 +61,13 @@ enum Command {
 #[derive(Args)]
 struct ServeArgs {
     /// TCP port to listen on (0 picks a free one).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "config")]
     port: Option<u16>,
+    /// Read settings from this TOML file: every flag as a key (`max-rooms = 100`,
+    /// `webhook = [...]`), plus `port`, `password` and `[[webhook]]` tables with their own
+    /// `url`, `auth`, `events`, `timeout`, `retries`, `queue`. Flags override the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Server password for admin commands and persistent rooms (or use --password-file, or the
     /// WEBSOCKET_PASSWORD environment variable, which keep it out of `ps`).
     #[arg(conflicts_with = "password_file")]
@@ -199,6 +207,41 @@ struct ServeArgs {
     /// logs (repeatable). The header is ignored from every other peer, which could forge it.
     #[arg(long = "trusted-proxy", value_name = "ADDR")]
     trusted_proxy: Vec<IpAddr>,
+    /// Bearer token of the admin API under /api/v1/. Without it the server password is the
+    /// API's key.
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Check logins for names this server does not know at this URL (POST
+    /// {"username","password"}; 200 with {"userid":N} accepts and creates the account here).
+    #[arg(long, value_name = "URL")]
+    auth_url: Option<String>,
+    /// Seconds the login backend may take before the login gets "Server busy".
+    #[arg(long, value_name = "SECS", default_value_t = 3)]
+    auth_timeout: u64,
+    /// Largest HTTP request body (admin API), in bytes (larger: 413).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    max_body_size: usize,
+    /// POST every chat event as JSON to this URL (repeatable): logins, logouts, room messages,
+    /// private messages, rooms created and deleted.
+    #[arg(long = "webhook", value_name = "URL")]
+    webhook: Vec<String>,
+    /// How the webhooks authenticate: basic:USER:PASSWORD, bearer:TOKEN, header:NAME:VALUE or
+    /// cookie:NAME=VALUE.
+    #[arg(long, value_name = "SPEC")]
+    webhook_auth: Option<String>,
+    /// Only these events go to the webhooks (comma-separated: login, logout, room_message,
+    /// private_message, room_created, room_deleted).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    webhook_events: Vec<String>,
+    /// Seconds one webhook request may take.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    webhook_timeout: u64,
+    /// Retries of a failed webhook request (with a doubling backoff from 200 ms).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    webhook_retries: u32,
+    /// Events waiting per webhook at most; more are dropped (and counted) while it is slow.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    webhook_queue: usize,
 }
 
 impl ServeArgs {
@@ -240,7 +283,10 @@ impl ServeArgs {
             hash_queue: self.hash_queue.max(1),
             offline_queue: self.offline_queue,
             offline_ttl: self.offline_ttl,
+            login_backend: self.auth_url.is_some(),
         };
+        c.auth_url = self.auth_url;
+        c.auth_timeout = Duration::from_secs(self.auth_timeout.max(1));
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             c.tls = Some(TlsFiles { cert, key });
         }
@@ -255,6 +301,36 @@ impl ServeArgs {
             parallelism: 1,
         };
         c.hash_workers = self.hash_workers.max(1);
+        c.api_key = self.api_key.filter(|k| !k.is_empty());
+        c.max_body_size = self.max_body_size;
+        let auth = self
+            .webhook_auth
+            .as_deref()
+            .map(websocket::webhook::Auth::parse)
+            .transpose()
+            .unwrap_or_else(|e| startup_error(&e));
+        if let Some(bad) = self
+            .webhook_events
+            .iter()
+            .find(|e| !websocket::webhook::EVENTS.contains(&e.as_str()))
+        {
+            startup_error(&format!(
+                "unknown webhook event '{bad}'; the events are {}",
+                websocket::webhook::EVENTS.join(", ")
+            ));
+        }
+        c.webhooks = self
+            .webhook
+            .into_iter()
+            .map(|url| websocket::webhook::Hook {
+                url,
+                auth: auth.clone(),
+                events: self.webhook_events.clone(),
+                timeout: Duration::from_secs(self.webhook_timeout.max(1)),
+                retries: self.webhook_retries,
+                queue: self.webhook_queue.max(1),
+            })
+            .collect();
         c
     }
 
@@ -319,9 +395,154 @@ fn usage_error(e: clap::Error) -> ! {
     std::process::exit(2);
 }
 
+/// What a config file holds besides flags.
+#[derive(Default)]
+struct FileSettings {
+    port: Option<u16>,
+    password: Option<String>,
+    webhooks: Vec<websocket::webhook::Hook>,
+}
+
+/// The command line with the config file's settings (`--config FILE`) put in front of it as
+/// flags, so the command line overrides them; and what the file holds that is not a flag.
+fn with_config_file(
+    args: Vec<std::ffi::OsString>,
+) -> Result<(Vec<std::ffi::OsString>, FileSettings), String> {
+    let path = args
+        .windows(2)
+        .find_map(|w| (w[0] == "--config").then(|| w[1].clone()))
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.to_str()?.strip_prefix("--config=").map(Into::into))
+        });
+    let Some(path) = path else {
+        return Ok((args, FileSettings::default()));
+    };
+    let shown = PathBuf::from(&path).display().to_string();
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the config file {shown}: {e}"))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("config file {shown}: {e}"))?;
+    let mut settings = FileSettings::default();
+    let mut flags: Vec<std::ffi::OsString> = Vec::new();
+    let scalar = |key: &str, v: &toml::Value| -> Result<String, String> {
+        match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Float(f) => Ok(f.to_string()),
+            _ => Err(format!(
+                "config file {shown}: `{key}` must be a string or a number"
+            )),
+        }
+    };
+    for (key, value) in &table {
+        match (key.as_str(), value) {
+            ("port", v) => {
+                let port = scalar(key, v)?;
+                settings.port = Some(
+                    port.parse()
+                        .map_err(|_| format!("config file {shown}: bad port {port}"))?,
+                );
+            }
+            ("password", v) => settings.password = Some(scalar(key, v)?),
+            ("config", _) => return Err(format!("config file {shown}: `config` cannot nest")),
+            ("webhook", toml::Value::Array(hooks)) if hooks.iter().all(toml::Value::is_table) => {
+                for hook in hooks {
+                    settings.webhooks.push(file_webhook(&shown, hook)?);
+                }
+            }
+            (_, toml::Value::Boolean(on)) => {
+                if *on {
+                    flags.push(format!("--{}", key.replace('_', "-")).into());
+                }
+            }
+            (_, toml::Value::Array(values)) => {
+                for v in values {
+                    flags.push(format!("--{}", key.replace('_', "-")).into());
+                    flags.push(scalar(key, v)?.into());
+                }
+            }
+            (_, v) => {
+                flags.push(format!("--{}", key.replace('_', "-")).into());
+                flags.push(scalar(key, v)?.into());
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(args.len() + flags.len());
+    out.extend(args.first().cloned());
+    out.extend(flags);
+    out.extend(args.into_iter().skip(1));
+    Ok((out, settings))
+}
+
+/// One `[[webhook]]` table of the config file.
+fn file_webhook(shown: &str, hook: &toml::Value) -> Result<websocket::webhook::Hook, String> {
+    let bad = |what: &str| format!("config file {shown}: [[webhook]] {what}");
+    let field = |name: &str| hook.get(name);
+    let url = field("url")
+        .and_then(toml::Value::as_str)
+        .ok_or_else(|| bad("needs a url"))?
+        .to_string();
+    let auth = match field("auth") {
+        None => None,
+        Some(v) => Some(
+            websocket::webhook::Auth::parse(v.as_str().ok_or_else(|| bad("auth is a string"))?)
+                .map_err(|e| bad(&e))?,
+        ),
+    };
+    let events: Vec<String> = match field("events") {
+        None => Vec::new(),
+        Some(v) => v
+            .as_array()
+            .ok_or_else(|| bad("events is a list"))?
+            .iter()
+            .map(|e| {
+                e.as_str()
+                    .filter(|e| websocket::webhook::EVENTS.contains(e))
+                    .map(str::to_string)
+                    .ok_or_else(|| bad(&format!("unknown event {e}")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let number = |name: &str, default: u64| -> Result<u64, String> {
+        match field(name) {
+            None => Ok(default),
+            Some(v) => v
+                .as_integer()
+                .and_then(|i| u64::try_from(i).ok())
+                .ok_or_else(|| bad(&format!("{name} is a number"))),
+        }
+    };
+    Ok(websocket::webhook::Hook {
+        url,
+        auth,
+        events,
+        timeout: Duration::from_secs(number("timeout", 5)?.max(1)),
+        retries: u32::try_from(number("retries", 3)?).map_err(|_| bad("retries is too big"))?,
+        queue: usize::try_from(number("queue", 1000)?.max(1))
+            .map_err(|_| bad("queue is too big"))?,
+    })
+}
+
 fn main() -> ExitCode {
     crash::install();
-    let cli = Cli::try_parse().unwrap_or_else(|e| usage_error(e));
+    let (args, file) =
+        with_config_file(std::env::args_os().collect()).unwrap_or_else(|e| startup_error(&e));
+    let mut cli = Cli::try_parse_from(args).unwrap_or_else(|e| usage_error(e));
+    if cli.serve.port.is_none() {
+        cli.serve.port = file.port;
+    }
+    if cli.serve.port.is_none() && cli.command.is_none() {
+        startup_error("no port: give PORT on the command line or `port` in the config file");
+    }
+    // The file's password is the last resort: the command line, a password file and the
+    // environment all come first.
+    if cli.serve.password.is_none()
+        && cli.serve.password_file.is_none()
+        && std::env::var_os(PASSWORD_ENV).is_none()
+    {
+        cli.serve.password = file.password;
+    }
     match cli.command {
         Some(Command::Test { args }) => {
             return ExitCode::from(selftest::run(&args).clamp(0, 255) as u8);
@@ -353,7 +574,8 @@ fn main() -> ExitCode {
         Err(e) => startup_error(&e),
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let config = cli.serve.config(password);
+    let mut config = cli.serve.config(password);
+    config.webhooks.extend(file.webhooks);
     let (bind, port) = (config.bind, config.port);
     let scheme = if config.tls.is_some() {
         "https"

@@ -20,6 +20,7 @@ use crate::logic::{Logic, Workers};
 use crate::net::{Net, NetParts, WAKER};
 use crate::store::Store;
 use crate::tls::Tls;
+use crate::webhook::Webhooks;
 
 /// Pending connections the kernel holds for us: deep enough to absorb a reconnect storm.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -51,7 +52,10 @@ impl Server {
             .map(Tls::load)
             .transpose()
             .map_err(invalid)?;
-        let hasher = Hasher::new(config.argon2).map_err(invalid)?;
+        let mut hasher = Hasher::new(config.argon2).map_err(invalid)?;
+        if let Some(url) = &config.auth_url {
+            hasher = hasher.with_backend(url.clone(), config.auth_timeout);
+        }
         let (store, snapshot) = match &config.data {
             Some(path) => {
                 let (store, snapshot) = Store::open(path).map_err(|e| invalid(e.0))?;
@@ -107,7 +111,13 @@ impl Server {
             config.limits.clone(),
             snapshot,
         );
+        let webhooks = if config.webhooks.is_empty() {
+            None
+        } else {
+            Some(Webhooks::start(&config.webhooks)?)
+        };
         let workers = Workers::Threads {
+            webhooks,
             hashers: hash_tx,
             store: store_tx,
         };

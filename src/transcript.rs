@@ -355,7 +355,7 @@ pub fn run(steps: &[Step]) -> Result<(), String> {
                 ToNet::SendMany { to, except, frame } => (to.to_vec(), except, decode(&frame)?),
                 ToNet::Close { conn, code, .. } => (vec![conn], None, format!("<close {code}>")),
                 ToNet::Hold { conn, on } => (vec![conn], None, format!("<hold {on}>")),
-                ToNet::Admit { refused: None, .. } => continue,
+                ToNet::Admit { refused: None, .. } | ToNet::Http { .. } => continue,
                 ToNet::Admit {
                     conn,
                     refused: Some((status, _)),

@@ -4,11 +4,12 @@
 //! every change to an account is committed by the store before it is acknowledged, so these
 //! commands park their connection (`pending.rs`) and finish in a continuation.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 
 use super::conns::Identity;
-use super::durable::{Change, HashJob, StoredOffline, StoredUser};
+use super::durable::{Change, HashJob, Hashed, StoredOffline, StoredUser};
 use super::limits::Guesser;
 use super::pending::{Step, Then, Work};
 use super::{Answer, Chat, ChatError, ConnId, Dialect, Event, ReplyTo, Secret, Sink, UserInfo};
@@ -31,6 +32,11 @@ pub(super) struct User {
     seq: u64,
     /// The connections logged in as this user; empty means logged out.
     pub conns: BTreeSet<ConnId>,
+    /// Messages sent (to rooms and privately) and private messages received since the start,
+    /// for the operator's API. Cells, because they are counted where a message is told,
+    /// which only reads the state.
+    pub sent: Cell<u64>,
+    pub received: Cell<u64>,
 }
 
 #[derive(Default)]
@@ -51,6 +57,16 @@ pub(super) struct Users {
 }
 
 impl Users {
+    /// Counts a message sent by `user` (0: not a user) and, privately, to `to`.
+    pub fn count_message(&self, user: u64, to: Option<u64>) {
+        if let Some(u) = self.by_id.get(&user) {
+            u.sent.set(u.sent.get() + 1);
+        }
+        if let Some(u) = to.and_then(|to| self.by_id.get(&to)) {
+            u.received.set(u.received.get() + 1);
+        }
+    }
+
     pub fn get(&self, id: u64) -> Option<&User> {
         self.by_id.get(&id)
     }
@@ -113,6 +129,8 @@ impl Users {
             hash: hash.clone(),
             seq: self.last_seq,
             conns: BTreeSet::new(),
+            sent: Cell::new(0),
+            received: Cell::new(0),
         };
         self.unborn.insert(id, user);
         StoredUser {
@@ -150,6 +168,8 @@ impl Users {
             hash: stored.hash,
             seq: stored.seq,
             conns: BTreeSet::new(),
+            sent: Cell::new(0),
+            received: Cell::new(0),
         };
         self.insert(stored.id, user);
     }
@@ -208,6 +228,14 @@ impl Chat {
                 let hash = self.users.get(id).expect("indexed").hash.clone();
                 (Some(id), HashJob::Verify { password, hash })
             }
+            None if self.limits.login_backend => {
+                let then = Then::BackendChecked {
+                    name: name.to_string(),
+                };
+                let name = name.to_string();
+                let work = Work::Hash(HashJob::Backend { name, password });
+                return self.park(conn, re, then, work, out);
+            }
             None => (None, HashJob::Decoy(password)),
         };
         let hash = match &job {
@@ -253,6 +281,31 @@ impl Chat {
         let ids = messages.iter().map(|m| m.id).collect();
         let work = Work::Store(Change::DeleteOffline { ids });
         self.repark(step, Then::LoginDelivered { user, messages }, work, out);
+    }
+
+    /// The login backend answered about `name`: an accepted name becomes a local account
+    /// (committed first) under the backend's userid and is logged in; a refusal is a failed
+    /// guess; no answer is "Server busy".
+    pub(super) fn backend_checked(
+        &mut self,
+        step: Step,
+        name: String,
+        answer: Option<Hashed>,
+        out: &mut dyn Sink,
+    ) {
+        match answer {
+            Some(Hashed::Accepted { user, hash }) if self.users.reserve(user, &name).is_ok() => {
+                let stored = self.users.conceive(Some(user), name, hash);
+                let work = Work::Store(Change::PutUser(stored));
+                self.repark(step, Then::BackendStored { user }, work, out);
+            }
+            Some(Hashed::Unavailable) => self.finish(step, Err(ChatError::Busy), out),
+            _ => {
+                // Refused, or accepted as a userid or name that is taken here meanwhile.
+                self.guessed(step.conn, None, step.now, false);
+                self.finish(step, Err(ChatError::IncorrectLogin), out);
+            }
+        }
     }
 
     /// The queued messages left the store (or could not): reply, then hand them over.
@@ -349,7 +402,7 @@ impl Chat {
         if dialect == Dialect::Json {
             self.leave_all(conn, mid, true, out);
         }
-        self.set_identity(conn, identity);
+        self.set_identity(conn, identity, out);
         let rooms: Vec<u64> = self
             .conns
             .get(conn)
@@ -407,7 +460,7 @@ impl Chat {
             return Err(ChatError::AlreadyLoggedOut);
         }
         self.leave_all(conn, mid, true, out);
-        self.set_identity(conn, Identity::Anonymous);
+        self.set_identity(conn, Identity::Anonymous, out);
         if disconnect {
             out.emit(super::Effect::Close {
                 conn,
@@ -421,7 +474,8 @@ impl Chat {
 
     /// Makes `conn` logged in as `identity` (or as nobody), keeping the user and guest indexes
     /// in step. Snap delivery is per login, so it is switched off when the identity changes.
-    pub(super) fn set_identity(&mut self, conn: ConnId, identity: Identity) {
+    /// Logins and logouts of users are noticed ([`super::Notice`]).
+    pub(super) fn set_identity(&mut self, conn: ConnId, identity: Identity, out: &mut dyn Sink) {
         let c = self.conns.get_mut(conn).expect("open");
         if c.identity == identity {
             return;
@@ -430,6 +484,10 @@ impl Chat {
             Identity::User(old) => {
                 if let Some(u) = self.users.get_mut(old) {
                     u.conns.remove(&conn);
+                    out.emit(super::Effect::Notify(super::Notice::Logout {
+                        user: old,
+                        name: &u.name,
+                    }));
                 }
             }
             Identity::Nick(old) if c.dialect == Dialect::Json => {
@@ -443,6 +501,10 @@ impl Chat {
             Identity::User(new) => {
                 if let Some(u) = self.users.get_mut(new) {
                     u.conns.insert(conn);
+                    out.emit(super::Effect::Notify(super::Notice::Login {
+                        user: new,
+                        name: &u.name,
+                    }));
                 }
             }
             Identity::Nick(name) if c.dialect == Dialect::Json => {
@@ -597,7 +659,7 @@ impl Chat {
             .map_or_else(Vec::new, |u| u.conns.iter().copied().collect());
         for c in conns {
             self.leave_all(c, mid, true, out);
-            self.set_identity(c, Identity::Anonymous);
+            self.set_identity(c, Identity::Anonymous, out);
             self.tell_conns([c], mid, &Event::AccountDeleted { user }, out);
         }
         self.users.remove(user);

@@ -120,6 +120,9 @@ pub enum HashJob {
     /// As much work as a `Verify`, answered `Verified(false)`: for a name that does not exist,
     /// so that a login's timing does not tell which names do.
     Decoy(Secret),
+    /// Ask the login backend (`--auth-url`) about a name this server does not know; if it
+    /// accepts, hash the password for the local account it becomes.
+    Backend { name: String, password: Secret },
 }
 
 /// A hasher's answer.
@@ -129,4 +132,11 @@ pub enum Hashed {
     Verified(bool),
     /// The job could not be done (a malformed stored hash); treated as a failed check.
     Failed,
+    /// The login backend accepted the name as `user`; `hash` is the password's hash.
+    Accepted {
+        user: u64,
+        hash: String,
+    },
+    /// The login backend did not answer in time (or could not be reached).
+    Unavailable,
 }

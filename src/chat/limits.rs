@@ -74,6 +74,9 @@ pub struct Limits {
     pub offline_queue: usize,
     /// Seconds a queued message waits before it is dropped (§10). Default 7 days.
     pub offline_ttl: u64,
+    /// A login for a name this server does not know asks the login backend (`--auth-url`)
+    /// instead of failing. Default off.
+    pub login_backend: bool,
 }
 
 impl Default for Limits {
@@ -94,6 +97,7 @@ impl Default for Limits {
             snap_lifetime: 7 * 24 * 3600,
             free_failures: 5,
             max_lockout: 60,
+            login_backend: false,
         }
     }
 }

@@ -40,11 +40,22 @@ impl Chat {
         if targets.is_empty() {
             return Err(ChatError::NotOnline);
         }
+        let to_user = self
+            .conns
+            .get(targets[0])
+            .and_then(|c| c.user())
+            .unwrap_or(0);
         let event = Event::Private {
             from: self.who(conn),
             text,
         };
         self.tell_conns(targets, re.mid.unwrap_or(0), &event, out);
+        self.users.count_message(self.who(conn).user, Some(to_user));
+        out.emit(super::Effect::Notify(super::Notice::Private {
+            from: self.who(conn),
+            to_user,
+            text,
+        }));
         Ok(Answer::Done)
     }
 

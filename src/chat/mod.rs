@@ -21,6 +21,7 @@
 //! identity is that user; `Conns::guests` holds exactly the JSON guest names in use.
 
 mod accounts;
+mod admin;
 mod conns;
 mod durable;
 mod intent;
@@ -36,14 +37,15 @@ mod snaps;
 use std::sync::Arc;
 
 pub use accounts::{MAX_FOUND, NAME_LEN, PASSWORD_LEN, wildcard_match};
+pub use admin::{ApiDone, Census, RoomView, Sent, UserView};
 pub use durable::{
     Change, HashJob, Hashed, Snapshot, StoredOffline, StoredRoom, StoredSnap, StoredUser,
 };
 pub use intent::{Intent, Kind, Request, Requires, RoomRef, Tag, Target};
 pub use limits::{Field, Limits, Peer, Quota};
 pub use output::{
-    Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, RoomInfo, Sink, SnapInfo, UserInfo,
-    Who,
+    Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, Notice, RoomInfo, Sink, SnapInfo,
+    UserInfo, Who,
 };
 pub use pending::MAX_QUEUED;
 pub use rooms::ROOM_ID_BLOCK;
@@ -293,7 +295,7 @@ impl Chat {
         }
         self.conns.retire(conn);
         self.leave_all(conn, 0, false, out);
-        self.set_identity(conn, Identity::Anonymous);
+        self.set_identity(conn, Identity::Anonymous, out);
         self.conns.remove(conn);
         self.guard.forget_conn(conn);
     }

@@ -60,11 +60,56 @@ pub enum Effect<'a> {
     /// Stop reading `conn` (`on`), or start again: its requests pile up behind one that waits
     /// for a worker, and the client should feel that as backpressure, not as memory use here.
     Hold { conn: ConnId, on: bool },
+    /// The answer to an operator's API request (`conn` is its HTTP connection) that had to
+    /// wait for the store.
+    ApiDone {
+        conn: ConnId,
+        result: Result<super::ApiDone, ChatError>,
+    },
+    /// Tell whoever watches from outside (webhooks) that something happened.
+    Notify(Notice<'a>),
     /// A room-URL connection's upgrade is decided: let it in (`Ok`, before anything is sent
     /// to it), or refuse it (the core has already forgotten it).
     Admit {
         conn: ConnId,
         result: Result<(), ChatError>,
+    },
+}
+
+/// Something an outside observer (a webhook) is told about, in no format: who logged in or
+/// out, what was said, which rooms came and went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice<'a> {
+    /// A connection logged in as `user`.
+    Login {
+        user: u64,
+        name: &'a str,
+    },
+    /// A connection logged in as `user` logged out, or closed.
+    Logout {
+        user: u64,
+        name: &'a str,
+    },
+    RoomMessage {
+        room: u64,
+        room_name: &'a str,
+        from: Who<'a>,
+        text: &'a str,
+    },
+    /// A private message delivered to the connections of `to_user` (0: to a client that is
+    /// not logged in as a user).
+    Private {
+        from: Who<'a>,
+        to_user: u64,
+        text: &'a str,
+    },
+    RoomCreated {
+        room: u64,
+        name: &'a str,
+    },
+    RoomDeleted {
+        room: u64,
+        name: &'a str,
     },
 }
 
@@ -86,6 +131,8 @@ pub enum Farewell {
     /// It kept sending while its requests waited for the server, past any reasonable
     /// pipeline, or the server could not make it a room.
     TooManyWaiting,
+    /// An operator disconnected the user (`DELETE /api/v1/users/{id}/connections`).
+    Kicked,
 }
 
 /// Where the effects of one step go. Implemented by the logic thread's router, and by tests.

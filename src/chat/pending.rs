@@ -44,6 +44,12 @@ pub(super) enum Then {
         user: u64,
         messages: Vec<StoredOffline>,
     },
+    BackendChecked {
+        name: String,
+    },
+    BackendStored {
+        user: u64,
+    },
     ChangeVerified {
         user: u64,
         hash: String,
@@ -79,6 +85,17 @@ pub(super) enum Then {
     Queued(StoredOffline),
     /// No request waits: a change made on the server's own account (an expiry).
     Nothing,
+    /// An operator's API request waits on its HTTP connection `http`.
+    ApiRoomStored {
+        http: ConnId,
+        room: NewRoom,
+    },
+    ApiRoomDeleted {
+        http: ConnId,
+        room: u64,
+    },
+    /// A message from the server to an offline user (`POST /api/v1/send`).
+    ServerQueued(StoredOffline),
     RoomsReserved {
         up_to: u64,
     },
@@ -340,6 +357,14 @@ impl Chat {
             Then::LoginDelivered { user, messages } => {
                 self.login_delivered(step, user, messages, stored, out)
             }
+            Then::BackendChecked { name } => self.backend_checked(step, name, hashed, out),
+            Then::BackendStored { user } => match self.user_stored(user, stored) {
+                Ok(()) => {
+                    let hash = self.users.get(user).map(|u| u.hash.clone());
+                    self.login_verified(step, Some(user), true, &hash.unwrap_or_default(), out);
+                }
+                Err(e) => self.finish(step, Err(e), out),
+            },
             Then::ChangeVerified { user, hash, new } => {
                 let ok = matches!(hashed, Some(Hashed::Verified(true)))
                     && self.users.get(user).is_some_and(|u| u.hash == hash);
@@ -427,6 +452,13 @@ impl Chat {
                 }
             }
             Then::Nothing => {}
+            Then::ApiRoomStored { http, room } => self.api_room_stored(http, room, stored, out),
+            Then::ApiRoomDeleted { http, room } => self.api_room_deleted(http, room, stored, out),
+            Then::ServerQueued(message) => {
+                if stored {
+                    self.offline.push(message);
+                }
+            }
         }
     }
 }

@@ -384,7 +384,7 @@ impl Chat {
     }
 
     /// The next chatroomid, renewing the reservation in the store when it runs low.
-    fn room_id(&mut self, out: &mut dyn Sink) -> Result<u64, ChatError> {
+    pub(super) fn room_id(&mut self, out: &mut dyn Sink) -> Result<u64, ChatError> {
         if let Some(up_to) = self.rooms.renewal() {
             self.background(
                 Then::RoomsReserved { up_to },
@@ -436,6 +436,10 @@ impl Chat {
             by: self.who(creator),
         };
         self.tell_everyone(true, Some(creator), mid, &event, out);
+        out.emit(super::Effect::Notify(super::Notice::RoomCreated {
+            room,
+            name: &r.name,
+        }));
     }
 
     /// `conn` as the creator of a temporary room made now.
@@ -661,6 +665,16 @@ impl Chat {
         };
         let audience = |d| r.members.audience(d);
         self.tell_groups_of(audience, Some(actor), Some(c.dialect), mid, &event, out);
+        let from = self.who_of(c);
+        if from.user != 0 {
+            self.users.count_message(from.user, None);
+        }
+        out.emit(super::Effect::Notify(super::Notice::RoomMessage {
+            room,
+            room_name: &r.name,
+            from,
+            text,
+        }));
     }
 
     pub(super) fn room_details(&self, conn: ConnId, room: u64) -> Result<Answer<'_>, ChatError> {
@@ -808,11 +822,15 @@ impl Chat {
             name: &r.name,
         };
         self.tell_everyone(true, None, mid, &event, out);
+        out.emit(super::Effect::Notify(super::Notice::RoomDeleted {
+            room,
+            name: &r.name,
+        }));
     }
 }
 
 /// How the store keeps a persistent room.
-fn stored_room(room: &NewRoom) -> Change {
+pub(super) fn stored_room(room: &NewRoom) -> Change {
     Change::PutRoom {
         id: room.id,
         name: room.name.clone(),

@@ -13,6 +13,7 @@ use mio::Waker;
 
 use std::collections::VecDeque;
 
+use crate::api::{self, LogicCounters};
 use crate::auth::{self, Cost, Hasher};
 use crate::chat::{
     Actor, Change, Chat, ChatError, Dialect, Effect, Event, Farewell, HashJob, Hashed, Limits,
@@ -21,6 +22,7 @@ use crate::chat::{
 use crate::dialect::{self, ActorView};
 use crate::events::{Frame, ToLogic, ToNet};
 use crate::store;
+use crate::webhook::Webhooks;
 
 /// How often `Tick` drives time-based state (snap expiry).
 const TICK: Duration = Duration::from_secs(1);
@@ -47,6 +49,7 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => Vec::new(),
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        let started = Instant::now();
         let now = unix_now();
         let mut out = Vec::new();
         let mut stop = false;
@@ -77,6 +80,7 @@ pub fn run(
             logic.handle(ToLogic::Tick, now, &mut out);
             next_tick = Instant::now() + TICK;
         }
+        logic.counters.batch.observe(started.elapsed());
         if !out.is_empty() {
             sent = true;
             if to_net.send(out).is_err() {
@@ -105,6 +109,8 @@ pub enum Workers {
         hashers: Sender<auth::Request>,
         /// `None` with `--data :memory:`: nothing is stored, every change counts as committed.
         store: Option<Sender<store::Request>>,
+        /// `None` without `--webhook`.
+        webhooks: Option<Webhooks>,
     },
     /// Done on the spot, answers fed back before `handle` returns, nothing stored: for tests,
     /// benchmarks, the fuzzer and the self-test, which drive the logic one event at a time.
@@ -124,6 +130,8 @@ pub struct Logic {
     workers: Workers,
     /// Answers of inline work and of the no-op store, applied before `handle` returns.
     done: VecDeque<Done>,
+    /// What this thread counts for `/metrics` and `/api/v1/stats`.
+    pub counters: LogicCounters,
 }
 
 impl Logic {
@@ -141,10 +149,12 @@ impl Logic {
     }
 
     pub fn with(chat: Chat, workers: Workers) -> Logic {
+        let with_store = matches!(workers, Workers::Threads { store: Some(_), .. });
         Logic {
             chat,
             workers,
             done: VecDeque::new(),
+            counters: LogicCounters::new(with_store),
         }
     }
 
@@ -152,21 +162,48 @@ impl Logic {
     ///
     /// `Shutdown` and `InjectPanic` belong to [`run`] and are ignored here.
     pub fn handle(&mut self, event: ToLogic, now: u64, out: &mut Vec<ToNet>) {
+        let first = out.len();
         let mut router = Router {
             out,
             workers: &self.workers,
             done: &mut self.done,
+            now,
         };
         match event {
             ToLogic::Opened { conn, entry, peer } => self.chat.open(conn, entry, peer, &mut router),
             ToLogic::Request { conn, request } => {
+                self.counters.requests += 1;
                 self.chat.request(conn, request, now, &mut router)
+            }
+            ToLogic::Api { conn, request } => {
+                let hooks = match &self.workers {
+                    Workers::Threads {
+                        webhooks: Some(hooks),
+                        ..
+                    } => Some(&*hooks.counters),
+                    _ => None,
+                };
+                let reply = api::answer(
+                    &mut self.chat,
+                    conn,
+                    request,
+                    now,
+                    &self.counters,
+                    hooks,
+                    &mut router,
+                );
+                if let Some(reply) = reply {
+                    router.out.push(ToNet::Http { conn, reply });
+                }
             }
             ToLogic::Closed { conn } => self.chat.close(conn, &mut router),
             ToLogic::Hashed { ticket, result } => {
                 self.chat.hashed(ticket, result, now, &mut router)
             }
-            ToLogic::Stored { results } => {
+            ToLogic::Stored { results, took } => {
+                if let Some(commit) = &mut self.counters.commit {
+                    commit.observe(took);
+                }
                 for (ticket, result) in results {
                     self.chat.stored(ticket, result, now, &mut router);
                 }
@@ -180,11 +217,30 @@ impl Logic {
                 out,
                 workers: &self.workers,
                 done: &mut self.done,
+                now,
             };
             match done {
                 Done::Hashed(ticket, result) => self.chat.hashed(ticket, result, now, &mut router),
                 Done::Stored(ticket, result) => self.chat.stored(ticket, result, now, &mut router),
             }
+        }
+        self.count_deliveries(&out[first..]);
+    }
+
+    /// Counts the frames queued for connections: one pass over what this event produced,
+    /// instead of a counter in every place that sends.
+    fn count_deliveries(&mut self, produced: &[ToNet]) {
+        for msg in produced {
+            let (n, len) = match msg {
+                ToNet::Send { frame, .. } => (1, frame.len()),
+                ToNet::SendMany { to, except, frame } => {
+                    let n = to.len() - usize::from(except.is_some_and(|e| to.contains(&e)));
+                    (n, frame.len())
+                }
+                _ => continue,
+            };
+            self.counters.deliveries += n as u64;
+            self.counters.bytes_out += (n * len) as u64;
         }
     }
 }
@@ -194,6 +250,8 @@ struct Router<'o> {
     out: &'o mut Vec<ToNet>,
     workers: &'o Workers,
     done: &'o mut VecDeque<Done>,
+    /// Unix time of the event being handled, for notices.
+    now: u64,
 }
 
 impl Sink for Router<'_> {
@@ -231,12 +289,29 @@ impl Sink for Router<'_> {
                     Farewell::LoggedOut => (crate::net::close::NORMAL, "logout"),
                     Farewell::RoomRemoved => (crate::net::close::NORMAL, "chatroom removed"),
                     Farewell::TooManyWaiting => (crate::net::close::POLICY, "too many requests"),
+                    Farewell::Kicked => (
+                        crate::net::close::POLICY,
+                        "disconnected by the server's operator",
+                    ),
                 };
                 self.out.push(ToNet::Close { conn, code, reason });
             }
             Effect::Hash { ticket, job } => self.hash(ticket, job),
             Effect::Hold { conn, on } => self.out.push(ToNet::Hold { conn, on }),
             Effect::Persist { ticket, change } => self.persist(ticket, change),
+            Effect::ApiDone { conn, result } => self.out.push(ToNet::Http {
+                conn,
+                reply: api::done(result),
+            }),
+            Effect::Notify(notice) => {
+                if let Workers::Threads {
+                    webhooks: Some(hooks),
+                    ..
+                } = self.workers
+                {
+                    hooks.notify(&notice, self.now);
+                }
+            }
         }
     }
 }

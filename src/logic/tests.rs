@@ -42,6 +42,7 @@ fn show(action: &ToNet) -> String {
             None => format!("{} admitted", conn.slot),
             Some((status, _)) => format!("{} refused {status}", conn.slot),
         },
+        ToNet::Http { conn, reply } => format!("{} http {}", conn.slot, reply.status),
     }
 }
 
@@ -1726,6 +1727,7 @@ fn requests_behind_a_waiting_one_keep_their_order_and_hold_reads_past_a_backlog(
     let (jobs, pending) = crossbeam_channel::unbounded();
     let chat = crate::chat::Chat::new(PW, Default::default(), Default::default());
     let workers = super::Workers::Threads {
+        webhooks: None,
         hashers: jobs,
         store: None,
     };

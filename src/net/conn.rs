@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! Head ──(page / error response)──────────────────────────> Draining ──> dropped
+//!   ├──(API request)──> Api ──(answer, keep-alive)──> Head
+//!   │                      └──(answer, close)─────────────> Draining
 //!   └──(101 upgrade)──> Ws ──(close handshake or failure)──> Draining ──> dropped
 //! ```
 //! Every phase has a deadline or a liveness check, so no connection lives forever.
@@ -109,6 +111,9 @@ pub enum Phase {
         speaks: Speaks,
         closing: bool,
     },
+    /// An API request is with the logic thread: waiting for its answer (`leftover` is what
+    /// the client pipelined behind it). Then back to `Head` if `keep_alive`, else `Draining`.
+    Api { keep_alive: bool, leftover: Vec<u8> },
     /// Finishing: write what is queued, shut down our side, and discard input until the peer
     /// closes or the deadline passes (closing with unread input would reset the connection and
     /// could destroy the last frames before the peer reads them).

@@ -30,7 +30,8 @@ use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 
-use crate::chat::{ChatError, Dialect, Entry, Peer};
+use crate::api::{self, ApiRequest, NetCounters, Reply};
+use crate::chat::{ChatError, Dialect, Entry, Peer, Secret};
 use crate::config::Config;
 use crate::dialect;
 use crate::events::{ConnId, ToLogic, ToNet};
@@ -56,6 +57,9 @@ const READ_BUDGET: usize = 256 * 1024;
 /// A slow consumer's queue may grow to this many times `max_outbound` before the sweep
 /// decides (see `Net::sweep`); past it the connection is cut at once, for memory's sake.
 const HARD_CEILING: usize = 8;
+/// How long an API request may wait for the logic thread's answer before it gets 503: the
+/// deadline `/healthz` holds the logic thread to (it answers in microseconds when alive).
+const API_DEADLINE: Duration = Duration::from_secs(2);
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -67,19 +71,6 @@ pub mod close {
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
-}
-
-/// Counters for what the loop had to do about misbehaving peers, logged at shutdown.
-#[derive(Default, Debug)]
-struct Stats {
-    accepted: u64,
-    refused_over_limit: u64,
-    slow_consumers_cut: u64,
-    refused_per_address: u64,
-    address_rate_refusals: u64,
-    timed_out: u64,
-    protocol_failures: u64,
-    rate_limited_cut: u64,
 }
 
 /// What the net thread needs from the outside.
@@ -121,7 +112,9 @@ pub struct Net {
     reread: Vec<usize>,
     /// The logic thread's output was not all queued last turn: read nobody until it is.
     output_backlog: bool,
-    stats: Stats,
+    /// What the loop had to do about misbehaving peers, and what it carried: logged at
+    /// shutdown, reported by `/metrics` and `/api/v1/stats` (copied into the request).
+    stats: NetCounters,
     /// Connections and the shared message budget of each address that has connections.
     addrs: HashMap<u128, AddrState>,
 }
@@ -189,6 +182,13 @@ impl Net {
                 echo_path: cfg.echo_path.clone(),
                 allowed_origins: cfg.allowed_origins.clone(),
                 public_origins: cfg.public_origins.clone(),
+                api_key: Secret::new(
+                    cfg.api_key
+                        .as_deref()
+                        .unwrap_or(&cfg.server_password)
+                        .as_bytes(),
+                ),
+                max_body: cfg.max_body_size,
             },
             cfg,
             ws_cfg,
@@ -199,7 +199,7 @@ impl Net {
             dirty: Vec::new(),
             reread: Vec::new(),
             output_backlog: false,
-            stats: Stats::default(),
+            stats: NetCounters::default(),
             addrs: HashMap::new(),
         })
     }
@@ -431,7 +431,7 @@ impl Net {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             match self.conns[key].phase {
-                Phase::Head(_) => self.remove(key),
+                Phase::Head(_) | Phase::Api { .. } => self.remove(key),
                 Phase::Ws { .. } => {
                     self.close_ws(key, close::GOING_AWAY, "server shutting down", now)
                 }
@@ -482,6 +482,13 @@ impl Net {
                     ToNet::Admit { conn, refused } => {
                         if let Some(key) = self.key_of(conn) {
                             self.admit(key, refused, now);
+                        }
+                    }
+                    ToNet::Http { conn, reply } => {
+                        if let Some(key) = self.key_of(conn)
+                            && matches!(self.conns[key].phase, Phase::Api { .. })
+                        {
+                            self.respond(key, &reply, now);
                         }
                     }
                 }
@@ -645,6 +652,8 @@ impl Net {
             Phase::Head(_) => self.read_head(key, now),
             Phase::Ws { .. } => self.read_ws(key, now),
             Phase::Draining { .. } => discard_input(&mut self.conns[key]),
+            // Read after the answer: the next request waits in the socket meanwhile.
+            Phase::Api { .. } => true,
         };
         if !keep {
             self.remove(key);
@@ -653,17 +662,24 @@ impl Net {
         }
     }
 
-    /// Reads the HTTP head; on completion answers it or upgrades. Returns false to drop.
+    /// Reads the HTTP head (and an API request's body); on completion answers it, forwards it
+    /// to the logic thread, or upgrades. Returns false to drop.
     fn read_head(&mut self, key: usize, now: Instant) -> bool {
         let conn = &mut self.conns[key];
         let Phase::Head(buf) = &mut conn.phase else {
             return true;
         };
         let mut chunk = [0u8; 4096];
+        // A head, then at most a body's worth (the head's own limit is `http::parse`'s).
+        let limit = self.cfg.max_head_size + self.cfg.max_body_size + 1;
         let head = loop {
-            let room = (self.cfg.max_head_size + 1)
-                .saturating_sub(buf.len())
-                .min(chunk.len());
+            // Bytes may be waiting already: pipelined behind a kept-alive request.
+            if !buf.is_empty()
+                && let Some(head) = complete(buf, &self.routes)
+            {
+                break head;
+            }
+            let room = limit.saturating_sub(buf.len()).min(chunk.len());
             match conn.io.transport.read(&mut chunk[..room.max(1)]) {
                 Ok(0) => return false,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -678,10 +694,6 @@ impl Net {
                     debug!("{}: {e}", conn.peer);
                     return false;
                 }
-            }
-            match http::parse(buf, &self.routes) {
-                Head::Partial => continue,
-                other => break other,
             }
         };
         let leftover = match &head {
@@ -701,13 +713,43 @@ impl Net {
                 route: Route::Respond(resp),
                 ..
             } => {
+                self.stats.http_requests += 1;
                 if let Some((status, why)) = resp.error_summary() {
                     debug!("{}: HTTP {status}: {why}", conn.peer);
+                    if status == 401 {
+                        self.stats.unauthorized += 1;
+                    }
                 }
                 conn.outbox.push(Rc::new(Bytes::from(resp.0)));
                 conn.phase = Phase::Draining { write_shut: false };
                 conn.deadline = Some(now + self.cfg.close_timeout);
                 self.mark_dirty(key);
+                true
+            }
+            Head::Complete {
+                route: Route::Api(head),
+                ..
+            } => {
+                self.stats.http_requests += 1;
+                let (body, rest) = leftover.split_at(head.body_len);
+                let keep_alive = head.keep_alive;
+                conn.phase = Phase::Api {
+                    keep_alive,
+                    leftover: rest.to_vec(),
+                };
+                conn.deadline = Some(now + API_DEADLINE);
+                match api::parse(&head, body) {
+                    Ok(mut request) => {
+                        if let ApiRequest::Stats { net } | ApiRequest::Metrics { net } =
+                            &mut request
+                        {
+                            *net = self.stats;
+                        }
+                        let id = conn.id;
+                        self.for_logic.push(ToLogic::Api { conn: id, request });
+                    }
+                    Err(reply) => self.respond(key, &reply, now),
+                }
                 true
             }
             Head::Complete {
@@ -751,6 +793,33 @@ impl Net {
                 self.read_ws(key, now)
             }
         }
+    }
+
+    /// Sends the answer to the API request `key` is waiting on; a kept-alive connection goes
+    /// back to reading a head (and parses what was pipelined behind), others close.
+    fn respond(&mut self, key: usize, reply: &Reply, now: Instant) {
+        let conn = &mut self.conns[key];
+        let Phase::Api {
+            keep_alive,
+            leftover,
+        } = std::mem::replace(&mut conn.phase, Phase::Draining { write_shut: false })
+        else {
+            return;
+        };
+        if reply.status >= 400 {
+            debug!("{}: HTTP {}", conn.peer, reply.status);
+        }
+        conn.outbox
+            .push(Rc::new(Bytes::from(reply.to_http(keep_alive))));
+        if keep_alive {
+            conn.phase = Phase::Head(leftover);
+            // The next request (head and body) has as long as a first one.
+            conn.deadline = Some(now + self.cfg.handshake_timeout);
+            self.defer_read(key);
+        } else {
+            conn.deadline = Some(now + self.cfg.close_timeout);
+        }
+        self.mark_dirty(key);
     }
 
     /// Reads frames until the socket would block. Returns false to drop the connection.
@@ -849,6 +918,8 @@ impl Net {
             return;
         }
         let mut request = dialect::parse(dialect, &data);
+        self.stats.messages_in += 1;
+        self.stats.bytes_in += data.len() as u64;
         let conn = &mut self.conns[key];
         let mut allowed = conn
             .bucket
@@ -868,6 +939,7 @@ impl Net {
             allowed = false;
         }
         if !allowed {
+            self.stats.rate_limited += 1;
             if request
                 .intent
                 .as_ref()
@@ -1031,6 +1103,18 @@ impl Net {
         }
         for key in expired {
             self.stats.timed_out += 1;
+            if let Phase::Api { keep_alive, .. } = &mut self.conns[key].phase {
+                // Closed after the 503: a late answer must not pass for the answer to a
+                // next request on the same connection.
+                *keep_alive = false;
+                let late = Reply::error(
+                    503,
+                    "unavailable",
+                    "the logic thread did not answer in time",
+                );
+                self.respond(key, &late, now);
+                continue;
+            }
             debug!("{}: deadline passed, dropping", self.conns[key].peer);
             self.remove(key);
         }
@@ -1058,6 +1142,18 @@ impl Net {
         if conn.known_to_logic {
             self.for_logic.push(ToLogic::Closed { conn: conn.id });
         }
+    }
+}
+
+/// The request in `buf` if it is complete: a head, and for an API request its whole body.
+fn complete(buf: &[u8], routes: &http::Routes) -> Option<Head> {
+    match http::parse(buf, routes) {
+        Head::Partial => None,
+        Head::Complete {
+            len,
+            route: Route::Api(api),
+        } if buf.len() < len + api.body_len => None,
+        other => Some(other),
     }
 }
 

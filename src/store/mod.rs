@@ -174,8 +174,13 @@ impl Store {
         while let Ok(first) = requests.recv() {
             // Group commit: whatever queued up while the last commit ran goes in this one.
             let batch: Vec<Request> = std::iter::once(first).chain(requests.try_iter()).collect();
+            let started = std::time::Instant::now();
             let results = self.commit(batch);
-            if to_logic.send(vec![ToLogic::Stored { results }]).is_err() {
+            let took = started.elapsed();
+            if to_logic
+                .send(vec![ToLogic::Stored { results, took }])
+                .is_err()
+            {
                 break;
             }
         }

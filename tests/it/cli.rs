@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::common::{Finished, TestServer, UPGRADE, raw_exchange, run_websocket};
+use crate::common::{Finished, TIMEOUT, TempDir, TestServer, UPGRADE, raw_exchange, run_websocket};
 
 /// Asserts the command failed with exit code 2 and exactly one line on stderr containing
 /// `needle`; returns that line.
@@ -214,4 +214,53 @@ fn trusted_proxy_supplies_the_client_address_others_cannot() {
     let log = direct.wait_for_log("HTTP 404: no page at '/via-proxy'");
     assert!(!log.contains("203.0.113.7"), "{log}");
     assert!(log.contains("127.0.0.1:"), "{log}");
+}
+
+#[test]
+fn a_config_file_holds_every_flag_and_the_command_line_overrides_it() {
+    let dir = TempDir::new("config");
+    let path = dir.0.join("websocket.toml");
+    std::fs::write(
+        &path,
+        "port = 0\npassword = \"filepw\"\nbind = \"127.0.0.1\"\ndata = \":memory:\"\n\
+         api-key = \"from-file\"\nmax_body_size = 10\nargon2-memory-kib = 8\n\
+         argon2-iterations = 1\nlimit-loopback = false\n\
+         [[webhook]]\nurl = \"http://127.0.0.1:9/hook\"\nauth = \"bearer:x\"\nevents = [\"login\"]\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let server = TestServer::launch(&["--config", path, "--max-body-size", "100"], &[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .build()
+        .into();
+    let url = format!("http://{}/api/v1/send", server.addr());
+    let post = |key: &str, body: &str| {
+        agent
+            .post(&url)
+            .header("Authorization", format!("Bearer {key}"))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // The key from the file; a 40-byte body over the file's 10 but under the flag's 100.
+    let body = r#"{"to_users":[1],"text":"hello there"}"#;
+    assert_eq!(post("from-file", body), 200);
+    assert_eq!(post("filepw", body), 401);
+    // The server password from the file gates admin commands.
+    let (mut c, _) = server.chat_client();
+    c.send("adduser(1,42,5,alice6,secret6,filepw)");
+    assert_eq!(c.recv(), "success(1,)");
+
+    // A file that is not TOML, or names no flag: one line, exit 2.
+    std::fs::write(path, "port = \n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_websocket"))
+        .args(["--config", path])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config file"));
 }

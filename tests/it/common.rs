@@ -387,6 +387,12 @@ pub fn raw_exchange(addr: &str, request: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `GET path` on a fresh connection (`Connection: close`): the whole response as text.
+pub fn http_get(addr: &str, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    String::from_utf8_lossy(&raw_exchange(addr, request.as_bytes())).into_owned()
+}
+
 /// A hand-rolled WebSocket client over a raw socket, for sending what well-behaved libraries
 /// refuse to: unmasked frames, lying length headers, fragment floods, garbage.
 pub struct RawWs {

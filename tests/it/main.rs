@@ -2,7 +2,9 @@
 //! module uses it. Each test starts the real `websocket` binary on an ephemeral loopback port.
 
 mod abuse;
+mod api;
 mod architecture;
+mod backend;
 mod browser;
 mod cli;
 mod client;
@@ -15,3 +17,4 @@ mod faults;
 mod foundation;
 mod protocol;
 mod tls;
+mod webhooks;
