@@ -69,7 +69,12 @@ fuzz_target!(|data: &[u8]| {
                     },
                 };
                 slots[i].open = Some(entry.dialect());
-                ToLogic::Opened { conn, entry }
+                ToLogic::Opened {
+                    conn,
+                    entry,
+                    // Every connection from one address, so per-address quotas are fuzzed too.
+                    peer: websocket::chat::Peer::at(1),
+                }
             }
             (b'c', Some(d)) if d == Dialect::Protocol || std::str::from_utf8(payload).is_ok() => {
                 ToLogic::Request {
@@ -183,7 +188,7 @@ fn check(slots: &[Slot; SLOTS], out: &mut Vec<ToNet>) {
                 kind(&conn);
                 assert!((1000..5000).contains(&code), "close code {code}");
             }
-            ToNet::Hold { conn, .. } => {
+            ToNet::Hold { conn, .. } | ToNet::Admit { conn, .. } | ToNet::Http { conn, .. } => {
                 kind(&conn);
             }
         }

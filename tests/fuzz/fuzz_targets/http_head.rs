@@ -24,6 +24,9 @@ fuzz_target!(|input: &[u8]| {
         max_head: MAX_HEAD,
         echo_path: Some("/echo".into()),
         allowed_origins: vec!["https://chat.example".into()],
+        public_origins: vec!["https://public.example".into()],
+        api_key: websocket::chat::Secret::new(*b"key"),
+        max_body: 64 * 1024,
     };
     let whole = parse(data, &routes);
     check(data, &whole);
@@ -57,6 +60,8 @@ fn check(buf: &[u8], head: &Head) {
             assert_eq!(buf[*len - 1], b'\n', "a head ends with its blank line");
             match route {
                 Route::Respond(r) => assert_response(r),
+                // An API request: its body (if any) follows the head, read by the net thread.
+                Route::Api(_) => {}
                 Route::Upgrade { response, service } => {
                     assert!(response.starts_with(b"HTTP/1.1 101 "));
                     assert!(response.ends_with(b"\r\n\r\n"));
