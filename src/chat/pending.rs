@@ -71,6 +71,7 @@ pub(super) enum Then {
     JoinVerified {
         room: u64,
         leave_others: bool,
+        since: Option<(u64, u64)>,
     },
     SnapStored(StoredSnap, Option<u128>),
     SnapRead {
@@ -87,6 +88,7 @@ pub(super) enum Then {
 /// A persistent room on its way to the store.
 pub(super) struct NewRoom {
     pub id: u64,
+    pub epoch: u64,
     pub name: String,
     pub question: String,
     pub answer: Secret,
@@ -406,9 +408,13 @@ impl Chat {
                 };
                 self.finish(step, result, out);
             }
-            Then::JoinVerified { room, leave_others } => {
+            Then::JoinVerified {
+                room,
+                leave_others,
+                since,
+            } => {
                 let ok = matches!(hashed, Some(Hashed::Verified(true)));
-                self.join_verified(step, room, leave_others, ok, out);
+                self.join_verified(step, room, leave_others, since, ok, out);
             }
             Then::SnapStored(snap, addr) => self.snap_stored(step, snap, addr, stored, out),
             Then::SnapRead { snap } => self.snap_read(step, snap, stored, out),

@@ -13,5 +13,6 @@ mod docs;
 mod durability;
 mod faults;
 mod foundation;
+mod history;
 mod protocol;
 mod tls;
