@@ -14,7 +14,6 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 
 use super::durable::{Change, StoredMessage};
-use super::pending::Then;
 use super::{Answer, Chat, ChatError, ConnId, Message, ReplyTo, Sink};
 
 /// Most messages in one `history` page, and in one reply of a resume (§12).
@@ -293,7 +292,7 @@ impl Chat {
                 sent: now,
                 text: text.to_owned(),
             };
-            self.background(Then::Nothing, Change::AppendHistory(stored), out);
+            self.write_behind(Change::AppendHistory(stored), out);
         }
         (epoch, seq)
     }
@@ -311,7 +310,7 @@ impl Chat {
             }
         }
         for change in trims {
-            self.background(Then::Nothing, change, out);
+            self.write_behind(change, out);
         }
     }
 }

@@ -21,6 +21,9 @@ pub const HOLD_AT: usize = 64;
 /// closed.
 pub const MAX_QUEUED: usize = 4096;
 
+/// The ticket of a change nobody waits for: real tickets count from 1.
+const NO_TICKET: u64 = 0;
+
 /// What to do when the worker answers.
 pub(super) enum Then {
     RegisterHashed {
@@ -151,6 +154,16 @@ impl Chat {
     /// Hands `work` to its worker on the server's own account (nobody waits for it).
     pub(super) fn background(&mut self, then: Then, change: Change, out: &mut dyn Sink) {
         let _ = self.park_replier(None, then, Work::Store(change), out);
+    }
+
+    /// Hands `change` to the store with nothing to do once it is committed (room history):
+    /// [`NO_TICKET`] is never parked, so its answer is dropped, and a message costs no entry
+    /// in the table of waiting requests.
+    pub(super) fn write_behind(&self, change: Change, out: &mut dyn Sink) {
+        out.emit(Effect::Persist {
+            ticket: NO_TICKET,
+            change,
+        });
     }
 
     fn park_replier(
