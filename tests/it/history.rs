@@ -491,11 +491,47 @@ fn every_dialect_sees_the_same_history() {
             ("jo".to_string(), "from jo".to_string(), 3)
         ]
     );
+    // A JSON client that comes back says where it was, and gets what it missed in the reply.
+    j.send(r#"{"cmd":"leave_room","room_name":"lobby","usr":"jo"}"#);
+    assert!(j.recv().contains(r#""ok":true"#));
+    p.recv();
+    url.recv();
+    says(
+        &mut p,
+        &format!("send(3,1,{})", s("while away")),
+        "chat(3,1,1,0,10,while away)",
+    );
+    url.recv();
+    let rejoin = |e: u64| {
+        serde_json::json!({"cmd": "join_room", "room_name": "lobby", "usr": "jo",
+            "since": {"epoch": e, "seq": 3}})
+        .to_string()
+    };
+    j.send(&rejoin(epoch));
+    let reply: serde_json::Value = serde_json::from_str(&j.recv()).unwrap();
+    assert_eq!(reply["recovered"], true, "{reply}");
+    assert_eq!(reply["messages"][0]["seq"], 4, "{reply}");
+    assert_eq!(reply["messages"][0]["msg"], "while away", "{reply}");
+    assert_eq!(reply["messages"].as_array().unwrap().len(), 1, "{reply}");
+    p.recv();
+    url.recv();
+    j.send(r#"{"cmd":"leave_room","room_name":"lobby","usr":"jo"}"#);
+    j.recv();
+    p.recv();
+    url.recv();
+    j.send(&rejoin(epoch + 1));
+    let reply: serde_json::Value = serde_json::from_str(&j.recv()).unwrap();
+    assert_eq!(
+        (&reply["recovered"], &reply["messages"]),
+        (&false.into(), &serde_json::json!([])),
+        "another epoch is not trusted: {reply}"
+    );
+
     // A room-URL joiner asking for the last two sees them before the live ones.
     let mut late = server.client_at("/ws/chat/lobby/?nickname=lee&history=2", None);
     assert_eq!(
         late.recv_n(3),
-        ["rita: from rita", "jo: from jo", "lee joined lobby"]
+        ["jo: from jo", "guest1: while away", "lee joined lobby"]
     );
     let mut bad = crate::common::raw_exchange(
         &server.addr(),
