@@ -299,9 +299,22 @@ try {
   log("reconnect: A's socket drops while bob talks; it reconnects, logs in, rejoins and resumes");
   await A.locator(`#tabs button[data-view="room-${roomId}"]`).click();
   await B.locator(`#tabs button[data-view="room-${roomId}"]`).click();
-  await A.evaluate(() => window.ChatDebug.state.ws.close());
+  // The network goes away: the socket closes and every reconnect attempt fails, until it is
+  // back, so bob's messages are certainly said while alice is away.
+  await A.evaluate(() => {
+    const Real = window.WebSocket;
+    window.__offline = true;
+    window.WebSocket = function (url, protocol) {
+      if (!window.__offline) return new Real(url, protocol);
+      const failed = { send() {}, close() {} };
+      setTimeout(() => failed.onclose && failed.onclose({ code: 1006 }), 0);
+      return failed;
+    };
+    window.ChatDebug.state.ws.close();
+  });
   await A.locator("#conn[data-state=closed]").waitFor();
   for (let k = 1; k <= 5; k++) await say(B, roomId, `while away ${k}`);
+  await A.evaluate(() => { window.__offline = false; });
   await A.locator("#conn[data-state=open]").waitFor();
   await waitRow(A, roomLog, "bob", "while away 5");
   const away = await A.evaluate((sel) => [...document.querySelectorAll(`${sel} .text`)].map((t) => t.textContent).filter((t) => t.startsWith("while away")), roomLog);
