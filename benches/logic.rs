@@ -1,10 +1,11 @@
 //! The logic thread's cost of one chat message to rooms of 10, 1,000 and 10,000 members: the
 //! frame is encoded once and the room's audience is cached between membership changes, so the
-//! cost should not grow with the room.
+//! cost should not grow with the room. `protocol_no_history` is the same room with
+//! `--history-size 0`: keeping history must not slow the fan-out path.
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use websocket::chat::{Dialect, Entry};
+use websocket::chat::{Dialect, Entry, Limits};
 use websocket::dialect;
 use websocket::events::{ConnId, ToLogic, ToNet};
 use websocket::logic::Logic;
@@ -24,8 +25,8 @@ fn command(logic: &mut Logic, c: ConnId, text: &[u8], out: &mut Vec<ToNet>) {
 }
 
 /// A chat with `members` protocol connections in one persistent room (chatroomid 1).
-fn protocol_room(members: u32) -> Logic {
-    let mut chat = Logic::new(b"pw");
+fn protocol_room(members: u32, limits: Limits) -> Logic {
+    let mut chat = Logic::with_limits(b"pw", limits);
     let mut out = Vec::new();
     for i in 0..members {
         chat.handle(
@@ -59,6 +60,7 @@ fn url_room(members: u32) -> Logic {
         let entry = Entry::RoomUrl {
             room: "bench".to_string(),
             nickname: format!("u{i}"),
+            history: 0,
         };
         chat.handle(
             ToLogic::Opened {
@@ -93,25 +95,35 @@ fn send_to_room(c: &mut Criterion) {
     for members in [10u32, 1_000, 10_000] {
         g.throughput(Throughput::Elements(members as u64));
 
-        let mut chat = protocol_room(members);
         let mut out = Vec::new();
         let event = || ToLogic::Request {
             conn: conn(0),
             request: send.clone(),
         };
-        chat.handle(event(), NOW, &mut out);
-        assert_broadcast(&out, members);
-        g.bench_with_input(BenchmarkId::new("protocol", members), &members, |b, _| {
-            // The message is built outside the timed part, as the net thread builds it.
-            b.iter_batched(
-                event,
-                |e| {
-                    out.clear();
-                    chat.handle(black_box(e), NOW, &mut out);
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        let no_history = Limits {
+            history_size: 0,
+            ..Limits::default()
+        };
+        for (name, limits) in [
+            ("protocol", Limits::default()),
+            ("protocol_no_history", no_history),
+        ] {
+            let mut chat = protocol_room(members, limits);
+            out.clear();
+            chat.handle(event(), NOW, &mut out);
+            assert_broadcast(&out, members);
+            g.bench_with_input(BenchmarkId::new(name, members), &members, |b, _| {
+                // The message is built outside the timed part, as the net thread builds it.
+                b.iter_batched(
+                    event,
+                    |e| {
+                        out.clear();
+                        chat.handle(black_box(e), NOW, &mut out);
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
 
         let mut chat = url_room(members);
         let event = || ToLogic::Request {

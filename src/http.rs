@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use tungstenite::handshake::derive_accept_key;
 
 use crate::api::{ApiHead, Reply};
-use crate::chat::{Entry, Secret};
+use crate::chat::{Entry, MAX_PAGE, Secret};
 
 /// The browser chat page, embedded in the binary.
 pub const PAGE: &str = include_str!("page/index.html");
@@ -477,7 +477,23 @@ fn room_endpoint(rest: &str, query: &str) -> Result<Entry, String> {
     if nickname.contains(": ") {
         return Err("the nickname contains \": \", which would let it forge lines".into());
     }
-    Ok(Entry::RoomUrl { room, nickname })
+    // `history=N`: the room's last N kept messages (at most a page) before the live ones.
+    let history = match query.split('&').find_map(|kv| kv.strip_prefix("history=")) {
+        None => 0,
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n
+            .parse::<u64>()
+            .map_or(MAX_PAGE, |n| (n as usize).min(MAX_PAGE)),
+        Some(_) => {
+            return Err(format!(
+                "history must be a number of messages (0 to {MAX_PAGE})"
+            ));
+        }
+    };
+    Ok(Entry::RoomUrl {
+        room,
+        nickname,
+        history,
+    })
 }
 
 /// One percent-decoded field of the room URL, checked: not empty, at most
@@ -719,6 +735,7 @@ mod tests {
             Some(Service::Chat(Entry::RoomUrl {
                 room: r.into(),
                 nickname: n.into(),
+                history: 0,
             }))
         };
         assert_eq!(
@@ -882,10 +899,33 @@ mod tests {
             dialect("http://x/ws/chat/r/?nickname=ann"),
             Some(Service::Chat(Entry::RoomUrl {
                 room: "r".into(),
-                nickname: "ann".into()
+                nickname: "ann".into(),
+                history: 0,
             }))
         );
         assert_eq!(dialect("http://x/echo"), Some(Service::Echo));
+        // `history=N` asks for the last N kept messages first, at most a page.
+        let with_history = |n| {
+            Some(Service::Chat(Entry::RoomUrl {
+                room: "r".into(),
+                nickname: "ann".into(),
+                history: n,
+            }))
+        };
+        assert_eq!(
+            dialect("/ws/chat/r/?nickname=ann&history=5"),
+            with_history(5)
+        );
+        assert_eq!(
+            dialect("/ws/chat/r/?history=0&nickname=ann"),
+            with_history(0)
+        );
+        assert_eq!(
+            dialect("/ws/chat/r/?nickname=ann&history=99999999999999999999999"),
+            with_history(MAX_PAGE)
+        );
+        assert_eq!(dialect("/ws/chat/r/?nickname=ann&history=-1"), None);
+        assert_eq!(dialect("/ws/chat/r/?nickname=ann&history="), None);
     }
 
     #[test]

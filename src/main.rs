@@ -203,6 +203,12 @@ struct ServeArgs {
     /// Seconds a message queued for an offline user is kept.
     #[arg(long, value_name = "SECS", default_value_t = 7 * 24 * 3600)]
     offline_ttl: u64,
+    /// Messages each room keeps for history and resume (0: none).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().history_size)]
+    history_size: usize,
+    /// Seconds a room keeps a message for history and resume.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().history_ttl)]
+    history_ttl: u64,
     /// A reverse proxy whose `X-Forwarded-For` header names the real client address in the
     /// logs (repeatable). The header is ignored from every other peer, which could forge it.
     #[arg(long = "trusted-proxy", value_name = "ADDR")]
@@ -284,6 +290,8 @@ impl ServeArgs {
             offline_queue: self.offline_queue,
             offline_ttl: self.offline_ttl,
             login_backend: self.auth_url.is_some(),
+            history_size: self.history_size,
+            history_ttl: self.history_ttl,
         };
         c.auth_url = self.auth_url;
         c.auth_timeout = Duration::from_secs(self.auth_timeout.max(1));

@@ -394,6 +394,7 @@ fn http_heads() -> Outcome {
     let want = Entry::RoomUrl {
         room: "my room".into(),
         nickname: "ann".into(),
+        history: 0,
     };
     expect_eq("room URL service", service, Service::Chat(want))
 }

@@ -197,10 +197,10 @@ pub const JSON_EXAMPLE: &[Step] = &[
         A,
         r#"{"cmd":"speak","room_name":"nerdhaus","usr":"user1","msg":"to nerdhaus only"}"#,
         &[
-            (A, r#"{"cmd":"speak","ok":true}"#),
+            (A, r#"{"cmd":"speak","ok":true,"epoch":E,"seq":1}"#),
             (
                 B,
-                r#"{"event":"message","room_name":"nerdhaus","usr":"user1","msg":"to nerdhaus only"}"#,
+                r#"{"event":"message","room_name":"nerdhaus","usr":"user1","msg":"to nerdhaus only","epoch":E,"seq":1}"#,
             ),
         ],
     ),
@@ -248,11 +248,11 @@ pub const JSON_EXAMPLE: &[Step] = &[
         &[
             (
                 A,
-                r#"{"event":"message","room_name":"nerdhaus","usr":"dora","msg":"hi all"}"#,
+                r#"{"event":"message","room_name":"nerdhaus","usr":"dora","msg":"hi all","epoch":E,"seq":2}"#,
             ),
             (
                 B,
-                r#"{"event":"message","room_name":"nerdhaus","usr":"dora","msg":"hi all"}"#,
+                r#"{"event":"message","room_name":"nerdhaus","usr":"dora","msg":"hi all","epoch":E,"seq":2}"#,
             ),
             (C, "chat(0,1,4,0,6,hi all)"),
             (3, "dora: hi all"),
@@ -264,11 +264,11 @@ pub const JSON_EXAMPLE: &[Step] = &[
         &[
             (
                 A,
-                r#"{"event":"message","room_name":"nerdhaus","usr":"guest3","msg":"hello"}"#,
+                r#"{"event":"message","room_name":"nerdhaus","usr":"guest3","msg":"hello","epoch":E,"seq":3}"#,
             ),
             (
                 B,
-                r#"{"event":"message","room_name":"nerdhaus","usr":"guest3","msg":"hello"}"#,
+                r#"{"event":"message","room_name":"nerdhaus","usr":"guest3","msg":"hello","epoch":E,"seq":3}"#,
             ),
             (C, "chat(2,1,3,0,5,hello)"),
             (3, "guest3: hello"),
@@ -324,6 +324,7 @@ pub fn run(steps: &[Step]) -> Result<(), String> {
                     Act::OpenRoom { room, nickname } => Entry::RoomUrl {
                         room: room.into(),
                         nickname: nickname.into(),
+                        history: 0,
                     },
                     _ => unreachable!(),
                 };
@@ -386,10 +387,17 @@ pub fn run(steps: &[Step]) -> Result<(), String> {
     Ok(())
 }
 
-/// A frame's text, with JSON session ids (random by design) shown as `...`.
+/// A frame's text, with JSON session ids shown as `...` and history epochs as `E` (both
+/// random by design).
 fn decode(frame: &[u8]) -> Result<String, String> {
     let text = ws::text_payload(frame).ok_or_else(|| format!("not a text frame: {frame:?}"))?;
-    let text = String::from_utf8(text.to_vec()).map_err(|e| format!("not UTF-8: {e}"))?;
+    let mut text = String::from_utf8(text.to_vec()).map_err(|e| format!("not UTF-8: {e}"))?;
+    const EPOCH: &str = "\"epoch\":";
+    if let Some(at) = text.find(EPOCH) {
+        let start = at + EPOCH.len();
+        let digits = text[start..].bytes().take_while(u8::is_ascii_digit).count();
+        text.replace_range(start..start + digits, "E");
+    }
     const KEY: &str = "\"session_id\":\"";
     Ok(match text.find(KEY) {
         Some(at) => {

@@ -18,7 +18,8 @@
 #
 # Environment: RUNS (3), SERVERS ("ours ours-protocol uws fastws tokio"), SCENARIOS
 # ("S1 S2 S3 S4"), READ_BATCH_US (200), SERVER_CPU (0), CLIENT_CPU (1), PEERS (stress/peers), PEERS_TARGET
-# (target/peers), BASE_PORT (19700), RESULTS (target/bench/DATE). Raw JSON reports and
+# (target/peers), BASE_PORT (19700), RESULTS (target/bench/DATE), OURS_ARGS (extra flags for
+# this server, e.g. "--history-size 0" to compare without room history). Raw JSON reports and
 # server logs are kept in $RESULTS.
 set -euo pipefail
 
@@ -86,7 +87,8 @@ start_server() { # name port logfile
             local tls=()
             [ "$name" = ours-tls ] && tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
             taskset -c "$SERVER_CPU" "$ROOT/target/release/websocket" "$port" "$PASSWORD" \
-                --bind 127.0.0.1 --rate-limit 0 --max-outbound 67108864 --data :memory: "${tls[@]}" >"$logfile" 2>&1 &
+                --bind 127.0.0.1 --rate-limit 0 --max-outbound 67108864 --data :memory: "${tls[@]}" \
+                ${OURS_ARGS:-} >"$logfile" 2>&1 &
             ;;
         uws) taskset -c "$SERVER_CPU" "$PEERS_TARGET/uws-chat" "$port" >"$logfile" 2>&1 & ;;
         fastws) taskset -c "$SERVER_CPU" "$PEERS_TARGET/release/fastws-chat" "$port" >"$logfile" 2>&1 & ;;

@@ -219,15 +219,21 @@ impl Chat {
             self.tell_conns(targets, 0, &event, out);
         }
         for &id in rooms {
-            let Some(room) = self.rooms.get(id) else {
+            if self.rooms.get(id).is_none() {
                 sent.unknown += 1;
                 continue;
-            };
+            }
+            // Numbered and kept like every room message, so resuming clients get it too.
+            let name = server.name.into();
+            let (epoch, seq) = self.keep_from(id, 0, 0, name, text, now, out);
+            let room = self.rooms.get(id).expect("checked");
             sent.connections += room.members.len();
             let event = super::Event::Said {
                 room: id,
                 name: &room.name,
                 who: server,
+                epoch,
+                seq,
                 text,
             };
             self.tell_room(id, None, 0, &event, out);
@@ -263,6 +269,7 @@ impl Chat {
             question: String::new(),
             answer: Secret::default(),
             answer_hash: None,
+            epoch: self.epochs.draw(),
         };
         let change = stored_room(&room);
         self.background(Then::ApiRoomStored { http, room }, change, out);
@@ -281,8 +288,15 @@ impl Chat {
             return out.emit(Effect::ApiDone { conn: http, result });
         }
         let id = room.id;
-        self.rooms
-            .add(id, room.name, room.question, Key::None, Owner::Server);
+        let history = super::history::History::new(room.epoch);
+        self.rooms.add(
+            id,
+            room.name,
+            room.question,
+            Key::None,
+            Owner::Server,
+            history,
+        );
         let r = self.rooms.get(id).expect("just added");
         let info = RoomInfo {
             id,

@@ -24,6 +24,8 @@ pub(super) struct Conn {
     pub identity: Identity,
     /// Set by `getsnaps`; only such connections are sent snaps as they happen.
     pub snaps_enabled: bool,
+    /// Set by `sequenced` (§12): room messages come as `chatseq`, with their numbers.
+    pub sequenced: bool,
     /// The rooms this connection is in; ordered by id, so leaving all of them goes in creation
     /// order.
     pub rooms: BTreeSet<u64>,
@@ -69,6 +71,7 @@ impl Conns {
             dialect,
             identity,
             snaps_enabled: false,
+            sequenced: false,
             rooms: BTreeSet::new(),
             busy: false,
             queue: Queue::new(),

@@ -24,6 +24,7 @@ pub enum Change {
     /// A persistent room; its answer only as a hash.
     PutRoom {
         id: u64,
+        epoch: u64,
         name: String,
         question: String,
         answer: Option<String>,
@@ -45,6 +46,13 @@ pub enum Change {
     DeleteOffline {
         ids: Vec<u64>,
     },
+    /// A persistent room's message, written behind (nothing waits for it).
+    AppendHistory(StoredMessage),
+    /// A persistent room keeps no messages before `from` any more.
+    TrimHistory {
+        room: u64,
+        from: u64,
+    },
     /// Chatroomids below `up_to` may be handed out: temporary rooms are not stored, but their
     /// ids must not be given out again after a restart.
     ReserveRooms {
@@ -64,6 +72,11 @@ pub struct StoredUser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRoom {
     pub id: u64,
+    /// The history's epoch (§12); the store draws a new one when a crash may have lost the
+    /// newest messages.
+    pub epoch: u64,
+    /// The newest sequence number handed out that the store knows of.
+    pub last_seq: u64,
     pub name: String,
     pub question: String,
     pub answer: Option<String>,
@@ -78,6 +91,19 @@ pub struct StoredSnap {
     pub received: u64,
     pub readtime: u64,
     pub deadline: Option<u64>,
+    pub text: String,
+}
+
+/// A kept room message as stored (§12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub room: u64,
+    pub seq: u64,
+    pub client: u64,
+    pub user: u64,
+    /// The sender's name as it was when sent.
+    pub name: String,
+    pub sent: u64,
     pub text: String,
 }
 
@@ -102,6 +128,8 @@ pub struct Snapshot {
     pub snaps: Vec<StoredSnap>,
     /// Oldest first.
     pub offline: Vec<StoredOffline>,
+    /// Persistent rooms' kept messages, by room and sequence number.
+    pub history: Vec<StoredMessage>,
     /// The highest ids ever handed out (rooms: up to the last run's reservation), so none is
     /// given out again.
     pub last_user: u64,

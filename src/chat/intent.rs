@@ -113,6 +113,9 @@ pub enum Kind {
     SendSnap,
     GetSnaps,
     ReadSnap,
+    History,
+    Resume,
+    Sequenced,
     Nop,
 }
 
@@ -139,6 +142,8 @@ pub enum Intent {
         room: RoomRef,
         leave_others: bool,
         answer: Secret,
+        /// (epoch, seq) the joiner saw the room up to: it is answered what it missed (§12).
+        since: Option<(u64, u64)>,
     },
     Leave {
         room: RoomRef,
@@ -218,6 +223,23 @@ pub enum Intent {
     GetSnaps,
     ReadSnap {
         snap: u64,
+    },
+    /// A member's page of the room's kept messages: the newest `limit` (0 or over
+    /// [`super::MAX_PAGE`]: that many) with a sequence number below `before` (0: any).
+    History {
+        room: RoomRef,
+        before: u64,
+        limit: u64,
+    },
+    /// What a member missed since `seq` in `epoch` (§12).
+    Resume {
+        room: RoomRef,
+        epoch: u64,
+        seq: u64,
+    },
+    /// Room messages with their sequence numbers (`chatseq`), or not.
+    Sequenced {
+        on: bool,
     },
     Nop,
 }

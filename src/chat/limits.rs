@@ -77,6 +77,11 @@ pub struct Limits {
     /// A login for a name this server does not know asks the login backend (`--auth-url`)
     /// instead of failing. Default off.
     pub login_backend: bool,
+    /// Messages a room keeps (§12); 0 keeps none. Default 1,000: with 100-byte messages
+    /// about 200 KB per room in memory (see README for the measured cost).
+    pub history_size: usize,
+    /// Seconds a room keeps a message (§12). Default 7 days.
+    pub history_ttl: u64,
 }
 
 impl Default for Limits {
@@ -89,6 +94,8 @@ impl Default for Limits {
             hash_queue: 256,
             offline_queue: 1000,
             offline_ttl: 7 * 24 * 3600,
+            history_size: 1000,
+            history_ttl: 7 * 24 * 3600,
             name_len: 128,
             question_len: 1024,
             snaps_per_sender: 64,

@@ -24,6 +24,7 @@ mod accounts;
 mod admin;
 mod conns;
 mod durable;
+mod history;
 mod intent;
 mod limits;
 mod messages;
@@ -39,13 +40,15 @@ use std::sync::Arc;
 pub use accounts::{MAX_FOUND, NAME_LEN, PASSWORD_LEN, wildcard_match};
 pub use admin::{ApiDone, Census, RoomView, Sent, UserView};
 pub use durable::{
-    Change, HashJob, Hashed, Snapshot, StoredOffline, StoredRoom, StoredSnap, StoredUser,
+    Change, HashJob, Hashed, Snapshot, StoredMessage, StoredOffline, StoredRoom, StoredSnap,
+    StoredUser,
 };
+pub use history::MAX_PAGE;
 pub use intent::{Intent, Kind, Request, Requires, RoomRef, Tag, Target};
 pub use limits::{Field, Limits, Peer, Quota};
 pub use output::{
-    Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, Notice, RoomInfo, Sink, SnapInfo,
-    UserInfo, Who,
+    Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, Message, Notice, Resumed, RoomInfo,
+    Sink, SnapInfo, UserInfo, Who,
 };
 pub use pending::MAX_QUEUED;
 pub use rooms::ROOM_ID_BLOCK;
@@ -53,6 +56,7 @@ pub use secret::Secret;
 
 use accounts::Users;
 use conns::{Conns, Identity};
+use history::Epochs;
 use limits::{Guard, Guesser};
 use offline::Offline;
 use pending::Pending;
@@ -107,8 +111,13 @@ pub enum Entry {
     Protocol,
     /// The JSON dialect.
     Json,
-    /// The room URL: straight into the room `room` under `nickname`.
-    RoomUrl { room: String, nickname: String },
+    /// The room URL: straight into the room `room` under `nickname`, first shown its last
+    /// `history` kept messages (at most [`MAX_PAGE`]).
+    RoomUrl {
+        room: String,
+        nickname: String,
+        history: usize,
+    },
 }
 
 impl Entry {
@@ -160,6 +169,8 @@ pub struct Chat {
     last_session: u64,
     /// Failed guesses of secrets, per address and per account.
     guard: Guard,
+    /// Draws each new room's history epoch.
+    epochs: Epochs,
 }
 
 impl Chat {
@@ -178,6 +189,7 @@ impl Chat {
             sessions: std::hash::RandomState::new(),
             last_session: 0,
             guard: Guard::default(),
+            epochs: Epochs::default(),
         };
         chat.restore(snapshot);
         chat
@@ -188,8 +200,15 @@ impl Chat {
             self.users.restore(user);
         }
         self.users.restore_highest(snapshot.last_user);
+        let mut history = snapshot.history.into_iter().peekable();
         for room in snapshot.rooms {
-            self.rooms.restore(room);
+            // Messages of rooms that no longer exist (written behind a deletion) are skipped.
+            while history.next_if(|m| m.room < room.id).is_some() {}
+            let mut messages = Vec::new();
+            while let Some(m) = history.next_if(|m| m.room == room.id) {
+                messages.push(m);
+            }
+            self.rooms.restore(room, messages, self.limits.history_size);
         }
         self.rooms.restore_last(snapshot.last_room);
         for snap in snapshot.snaps {
@@ -216,7 +235,11 @@ impl Chat {
                 let client = self.conns.open(conn, dialect, Identity::Anonymous, peer);
                 self.tell_conns([conn], 0, &Event::Welcome { client }, out);
             }
-            Entry::RoomUrl { room, nickname } => {
+            Entry::RoomUrl {
+                room,
+                nickname,
+                history,
+            } => {
                 if let Err(e) = self.admit_by_url(&room, &nickname) {
                     out.emit(Effect::Admit {
                         conn,
@@ -230,7 +253,7 @@ impl Chat {
                 });
                 self.conns
                     .open(conn, dialect, Identity::Nick(nickname), peer);
-                self.enter_by_url(conn, room, out);
+                self.enter_by_url(conn, room, history, out);
             }
         }
     }
@@ -305,6 +328,7 @@ impl Chat {
     pub fn tick(&mut self, now: u64, out: &mut dyn Sink) {
         self.expire_snaps(now, out);
         self.expire_offline(now, out);
+        self.expire_history(now, out);
         self.guard.prune(now);
     }
 
@@ -343,10 +367,27 @@ impl Chat {
                 room,
                 leave_others,
                 answer,
-            } => self.join(conn, re, &room, leave_others, answer, now, out),
+                since,
+            } => self.join(conn, re, &room, leave_others, answer, since, now, out),
             Intent::Leave { room } => self.leave(conn, mid, &room, out),
-            Intent::Say { room, text } => self.say(conn, mid, &room, &text, out),
-            Intent::SayHere { text } => self.say_here(conn, &text, out),
+            Intent::Say { room, text } => self.say(conn, mid, &room, &text, now, out),
+            Intent::SayHere { text } => self.say_here(conn, &text, now, out),
+            Intent::History {
+                room,
+                before,
+                limit,
+            } => {
+                let room = self.resolve(&room)?;
+                self.history(conn, room, before, limit)
+            }
+            Intent::Resume { room, epoch, seq } => {
+                let room = self.resolve(&room)?;
+                self.resume_history(conn, re, room, epoch, seq, out)
+            }
+            Intent::Sequenced { on } => {
+                self.set_sequenced(conn, on);
+                Ok(Answer::Done)
+            }
             Intent::RemoveRoom { room, key } => self.remove_room(conn, re, room, &key, now, out),
             Intent::Login { name, password } => self.login(conn, re, &name, password, now, out),
             Intent::GuestLogin { name } => self.guest_login(conn, mid, name, out),
@@ -499,18 +540,40 @@ impl Chat {
     ) {
         for dialect in Dialect::ALL {
             let actor = actor.filter(|_| actor_dialect == Some(dialect));
-            let to = match (audience(dialect), actor) {
-                (Some(to), _) => to,
-                (None, Some(_)) => Recipients::from([]),
-                (None, None) => continue,
-            };
-            out.emit(Effect::Tell {
-                dialect,
-                to,
-                actor,
-                mid,
-                event,
-            });
+            tell_group(dialect, false, audience(dialect), actor, mid, event, out);
+        }
+    }
+
+    /// Tells a room about a message said by `actor`, a member: like [`Chat::tell_room`], but
+    /// command-protocol members that asked for `sequenced` form their own audience, shown
+    /// `chatseq` (each audience is still rendered once).
+    fn tell_said(&self, room: u64, actor: ConnId, mid: u64, event: &Event<'_>, out: &mut dyn Sink) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        if !r.members.any_sequenced() {
+            return self.tell_room(room, Some(actor), mid, event, out);
+        }
+        let (actor_dialect, actor_sequenced) = self
+            .conns
+            .get(actor)
+            .map_or((None, false), |c| (Some(c.dialect), c.sequenced));
+        let me = Actor {
+            conn: actor,
+            in_audience: true,
+        };
+        for dialect in Dialect::ALL {
+            if dialect == Dialect::Protocol {
+                for sequenced in [false, true] {
+                    let mine = actor_dialect == Some(dialect) && actor_sequenced == sequenced;
+                    let to = r.members.protocol_audience(sequenced);
+                    tell_group(dialect, sequenced, to, mine.then_some(me), mid, event, out);
+                }
+            } else {
+                let mine = actor_dialect == Some(dialect);
+                let to = r.members.audience(dialect);
+                tell_group(dialect, false, to, mine.then_some(me), mid, event, out);
+            }
         }
     }
 
@@ -532,6 +595,7 @@ impl Chat {
             if !group.is_empty() {
                 out.emit(Effect::Tell {
                     dialect,
+                    sequenced: false,
                     to: group.into(),
                     actor: None,
                     mid,
@@ -540,4 +604,29 @@ impl Chat {
             }
         }
     }
+}
+
+/// One [`Effect::Tell`] for an audience, or for the actor alone when the audience is empty.
+fn tell_group(
+    dialect: Dialect,
+    sequenced: bool,
+    to: Option<Recipients>,
+    actor: Option<Actor>,
+    mid: u64,
+    event: &Event<'_>,
+    out: &mut dyn Sink,
+) {
+    let to = match (to, actor) {
+        (Some(to), _) => to,
+        (None, Some(_)) => Recipients::from([]),
+        (None, None) => return,
+    };
+    out.emit(Effect::Tell {
+        dialect,
+        sequenced,
+        to,
+        actor,
+        mid,
+        event,
+    });
 }

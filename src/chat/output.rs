@@ -33,9 +33,11 @@ pub enum Effect<'a> {
     /// Tell `to` (all speaking `dialect`) about `event`. `actor`, when set, is the connection
     /// whose request caused it, shown the event from its own side (the same, differently, or
     /// not at all: some dialects confirm an action by its reply alone). `mid` is the causing
-    /// request's number (0 for none).
+    /// request's number (0 for none). `sequenced`: `to` are command-protocol connections that
+    /// asked to see room messages with their sequence numbers (`sequenced`, §12).
     Tell {
         dialect: Dialect,
+        sequenced: bool,
         to: Recipients,
         actor: Option<Actor>,
         mid: u64,
@@ -188,6 +190,28 @@ pub struct SnapInfo<'a> {
     pub text: &'a str,
 }
 
+/// A kept room message (§12): the sender as it was when it spoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message<'a> {
+    pub seq: u64,
+    pub client: u64,
+    pub user: u64,
+    /// The username or nickname, empty for an anonymous sender.
+    pub name: &'a str,
+    /// Unix seconds.
+    pub sent: u64,
+    pub text: &'a str,
+}
+
+/// What a joiner missed since the sequence number it gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed<'a> {
+    pub epoch: u64,
+    /// Everything missed is in `messages`; else the client reloads with a history page.
+    pub complete: bool,
+    pub messages: Vec<Message<'a>>,
+}
+
 /// Something that happened, for everyone it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -223,10 +247,13 @@ pub enum Event<'a> {
         who: Who<'a>,
         count: u64,
     },
+    /// A room message, number `seq` of the room's history in `epoch` (§12).
     Said {
         room: u64,
         name: &'a str,
         who: Who<'a>,
+        epoch: u64,
+        seq: u64,
         text: &'a str,
     },
     Private {
@@ -263,6 +290,12 @@ pub enum Answer<'a> {
     Done,
     /// Done; the requester saw it happen as an event of its own (its message, its leave).
     Confirmed,
+    /// A room message was said (the sender saw it as an event if its dialect shows it one):
+    /// its number in the room's history.
+    Said {
+        epoch: u64,
+        seq: u64,
+    },
     /// Nothing (more) to answer: a no-op, a logout that ends the connection, or a request
     /// whose answer already went out before the events that followed it.
     Silent,
@@ -271,6 +304,8 @@ pub enum Answer<'a> {
     InRoom {
         name: &'a str,
         members: Vec<Who<'a>>,
+        /// What the joiner missed, when it said where it was (§12).
+        resumed: Option<Resumed<'a>>,
     },
     LoggedIn {
         user: u64,
@@ -298,6 +333,19 @@ pub enum Answer<'a> {
     },
     /// The recipient is offline: the message waits for them.
     Queued,
+    /// Kept messages of a room, oldest first: a page, or one part of a resume.
+    History {
+        room: u64,
+        name: &'a str,
+        epoch: u64,
+        messages: Vec<Message<'a>>,
+    },
+    /// The end of a resume: whether everything missed was sent (else the client reloads).
+    Recovered {
+        room: u64,
+        name: &'a str,
+        complete: bool,
+    },
 }
 
 /// Why a request was refused. A value, not wording: each dialect words it (and some word it
@@ -337,6 +385,8 @@ pub enum ChatError {
     WrongAnswer,
     SnapNotFound,
     NotYourSnap,
+    /// A resume from a sequence number the room has not reached (§12).
+    BadHistoryRange,
     /// The server cannot take this on now (the password hashers are swamped); try again.
     Busy,
     /// The store could not commit the change, so it did not happen.

@@ -21,6 +21,9 @@ pub const HOLD_AT: usize = 64;
 /// closed.
 pub const MAX_QUEUED: usize = 4096;
 
+/// The ticket of a change nobody waits for: real tickets count from 1.
+const NO_TICKET: u64 = 0;
+
 /// What to do when the worker answers.
 pub(super) enum Then {
     RegisterHashed {
@@ -77,6 +80,7 @@ pub(super) enum Then {
     JoinVerified {
         room: u64,
         leave_others: bool,
+        since: Option<(u64, u64)>,
     },
     SnapStored(StoredSnap, Option<u128>),
     SnapRead {
@@ -104,6 +108,7 @@ pub(super) enum Then {
 /// A persistent room on its way to the store.
 pub(super) struct NewRoom {
     pub id: u64,
+    pub epoch: u64,
     pub name: String,
     pub question: String,
     pub answer: Secret,
@@ -166,6 +171,16 @@ impl Chat {
     /// Hands `work` to its worker on the server's own account (nobody waits for it).
     pub(super) fn background(&mut self, then: Then, change: Change, out: &mut dyn Sink) {
         let _ = self.park_replier(None, then, Work::Store(change), out);
+    }
+
+    /// Hands `change` to the store with nothing to do once it is committed (room history):
+    /// [`NO_TICKET`] is never parked, so its answer is dropped, and a message costs no entry
+    /// in the table of waiting requests.
+    pub(super) fn write_behind(&self, change: Change, out: &mut dyn Sink) {
+        out.emit(Effect::Persist {
+            ticket: NO_TICKET,
+            change,
+        });
     }
 
     fn park_replier(
@@ -431,9 +446,13 @@ impl Chat {
                 };
                 self.finish(step, result, out);
             }
-            Then::JoinVerified { room, leave_others } => {
+            Then::JoinVerified {
+                room,
+                leave_others,
+                since,
+            } => {
                 let ok = matches!(hashed, Some(Hashed::Verified(true)));
-                self.join_verified(step, room, leave_others, ok, out);
+                self.join_verified(step, room, leave_others, since, ok, out);
             }
             Then::SnapStored(snap, addr) => self.snap_stored(step, snap, addr, stored, out),
             Then::SnapRead { snap } => self.snap_read(step, snap, stored, out),

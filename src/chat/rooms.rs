@@ -3,12 +3,13 @@
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::durable::{Change, HashJob, StoredRoom};
+use super::durable::{Change, HashJob, StoredMessage, StoredRoom};
+use super::history::{History, Since};
 use super::limits::{Counts, Field, Quota};
 use super::pending::{NewRoom, Step, Then, Work};
 use super::{
     Answer, Chat, ChatError, ConnId, ConnMap, Dialect, Event, Farewell, Recipients, ReplyTo,
-    RoomInfo, RoomRef, Secret, Sink, Who,
+    Resumed, RoomInfo, RoomRef, Secret, Sink, Who,
 };
 
 /// Chatroomids reserved in the store at a time. Temporary rooms are not stored, but their ids
@@ -43,6 +44,8 @@ pub(super) struct Room {
     pub members: Members,
     /// Who made it, for the quotas.
     pub owner: Owner,
+    /// Its numbered, kept messages (§12).
+    pub history: History,
 }
 
 impl Room {
@@ -82,8 +85,9 @@ impl Key {
 /// A room's members in join order, with O(1) membership checks and O(log n) removal.
 #[derive(Default)]
 pub(super) struct Members {
-    /// Join sequence number -> member; iterates in join order.
-    by_seq: BTreeMap<u64, (ConnId, Dialect)>,
+    /// Join sequence number -> member, its dialect and whether it asked for `sequenced`;
+    /// iterates in join order.
+    by_seq: BTreeMap<u64, (ConnId, Dialect, bool)>,
     /// Member -> its join sequence number.
     seq: ConnMap<u64>,
     last_seq: u64,
@@ -93,6 +97,11 @@ pub(super) struct Members {
     /// and shared by every broadcast until the next change: a busy room sends many messages
     /// per join or leave, so a message costs no walk over the members and no allocation.
     audiences: [OnceCell<Recipients>; 3],
+    /// Command-protocol members that asked for `sequenced`.
+    sequenced: usize,
+    /// The command-protocol audience split by `sequenced` (plain, sequenced), for room
+    /// messages; built like `audiences`, and only while some member is sequenced.
+    split: [OnceCell<Recipients>; 2],
 }
 
 impl Members {
@@ -108,17 +117,75 @@ impl Members {
         self.seq.contains_key(&conn)
     }
 
-    pub fn insert(&mut self, conn: ConnId, dialect: Dialect) {
+    pub fn insert(&mut self, conn: ConnId, dialect: Dialect, sequenced: bool) {
         self.last_seq += 1;
         self.seq.insert(conn, self.last_seq);
-        self.by_seq.insert(self.last_seq, (conn, dialect));
+        self.by_seq
+            .insert(self.last_seq, (conn, dialect, sequenced));
         self.counts[dialect.index()] += 1;
+        self.changed(dialect, sequenced, true);
+    }
+
+    /// Forgets the audiences a member's arrival or departure changes.
+    fn changed(&mut self, dialect: Dialect, sequenced: bool, arrived: bool) {
         self.audiences[dialect.index()] = OnceCell::new();
+        if dialect == Dialect::Protocol {
+            self.split = Default::default();
+            if sequenced && arrived {
+                self.sequenced += 1;
+            } else if sequenced {
+                self.sequenced -= 1;
+            }
+        }
+    }
+
+    /// A member asked for (or stopped asking for) `sequenced`.
+    pub fn set_sequenced(&mut self, conn: ConnId, on: bool) {
+        let Some(entry) = self.seq.get(&conn).and_then(|s| self.by_seq.get_mut(s)) else {
+            return;
+        };
+        if entry.2 == on {
+            return;
+        }
+        entry.2 = on;
+        let dialect = entry.1;
+        self.changed(dialect, !on, false);
+        self.changed(dialect, on, true);
+    }
+
+    /// Whether a room message needs [`Members::protocol_audience`] rather than the plain
+    /// command-protocol audience.
+    pub fn any_sequenced(&self) -> bool {
+        self.sequenced > 0
+    }
+
+    /// The command-protocol members that asked for `sequenced` (or did not), or `None`.
+    pub fn protocol_audience(&self, sequenced: bool) -> Option<Recipients> {
+        let count = if sequenced {
+            self.sequenced
+        } else {
+            self.counts[Dialect::Protocol.index()] - self.sequenced
+        };
+        if count == 0 {
+            return None;
+        }
+        let build = || {
+            self.by_seq
+                .values()
+                .filter(|&&(_, d, s)| d == Dialect::Protocol && s == sequenced)
+                .map(|&(conn, _, _)| conn)
+                .collect()
+        };
+        Some(
+            self.split[usize::from(sequenced)]
+                .get_or_init(build)
+                .clone(),
+        )
     }
 
     /// Returns whether `conn` was a member.
     pub fn remove(&mut self, conn: ConnId) -> bool {
-        let Some((_, dialect)) = self
+        let Some((_, dialect, sequenced)) = self
             .seq
             .remove(&conn)
             .and_then(|seq| self.by_seq.remove(&seq))
@@ -126,13 +193,13 @@ impl Members {
             return false;
         };
         self.counts[dialect.index()] -= 1;
-        self.audiences[dialect.index()] = OnceCell::new();
+        self.changed(dialect, sequenced, false);
         true
     }
 
     /// Members in join order.
     pub fn iter(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.by_seq.values().map(|&(conn, _)| conn)
+        self.by_seq.values().map(|&(conn, _, _)| conn)
     }
 
     /// The members speaking `dialect`, or `None` when there are none.
@@ -144,8 +211,8 @@ impl Members {
         let build = || {
             self.by_seq
                 .values()
-                .filter(|&&(_, d)| d == dialect)
-                .map(|&(conn, _)| conn)
+                .filter(|&&(_, d, _)| d == dialect)
+                .map(|&(conn, _, _)| conn)
                 .collect()
         };
         Some(self.audiences[i].get_or_init(build).clone())
@@ -180,6 +247,10 @@ impl Rooms {
 
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Room)> {
         self.by_id.iter().map(|(&id, r)| (id, r))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut Room)> {
+        self.by_id.iter_mut().map(|(&id, r)| (id, r))
     }
 
     /// The first room, in creation order, named exactly `name` that `accept` takes.
@@ -236,7 +307,15 @@ impl Rooms {
 
     /// Adds a room with id `id` (from [`Rooms::next_id`]), with no members yet; a temporary
     /// room made by a client counts against its `owner`'s quotas while it exists.
-    pub fn add(&mut self, id: u64, name: String, question: String, answer: Key, owner: Owner) {
+    pub fn add(
+        &mut self,
+        id: u64,
+        name: String,
+        question: String,
+        answer: Key,
+        owner: Owner,
+        history: History,
+    ) {
         let temporary = !matches!(owner, Owner::Server);
         if let Owner::Client { conn, user, addr } = owner {
             self.by_conn.add(conn);
@@ -256,22 +335,27 @@ impl Rooms {
             temporary,
             members: Members::default(),
             owner,
+            history,
         };
         self.by_id.insert(id, room);
     }
 
-    /// A persistent room loaded from the store.
-    pub fn restore(&mut self, stored: StoredRoom) {
+    /// A persistent room loaded from the store, with its kept messages (at most the newest
+    /// `history_size` of them).
+    pub fn restore(&mut self, stored: StoredRoom, messages: Vec<StoredMessage>, size: usize) {
         let answer = match stored.answer {
             Some(hash) => Key::Hashed(hash),
             None => Key::None,
         };
+        let mut history = History::restore(stored.epoch, stored.last_seq, messages);
+        history.shrink(size);
         self.add(
             stored.id,
             stored.name,
             stored.question,
             answer,
             Owner::Server,
+            history,
         );
     }
 
@@ -306,12 +390,26 @@ impl Chat {
         .ok_or(ChatError::RoomNotFound)
     }
 
-    /// A room's name and members, as a creator or joiner is answered.
-    fn in_room(&self, room: u64) -> Answer<'_> {
+    /// A room's name and members, as a creator or joiner is answered, with what the joiner
+    /// missed `since` (epoch, seq) if it said.
+    fn in_room(&self, room: u64, since: Option<(u64, u64)>) -> Answer<'_> {
         let r = self.rooms.get(room).expect("caller checked");
+        let resumed = since.map(|(epoch, seq)| {
+            let (complete, messages) = match r.history.since(epoch, seq) {
+                Ok(Since::Complete(range)) => (true, r.history.slice(range).collect()),
+                // A sequence number from the future cannot be trusted either.
+                Ok(Since::Lost) | Err(_) => (false, Vec::new()),
+            };
+            Resumed {
+                epoch: r.history.epoch,
+                complete,
+                messages,
+            }
+        });
         Answer::InRoom {
             name: &r.name,
             members: r.members.iter().map(|m| self.who(m)).collect(),
+            resumed,
         }
     }
 
@@ -360,6 +458,7 @@ impl Chat {
         if !temporary {
             let room = NewRoom {
                 id: self.room_id(out)?,
+                epoch: self.epochs.draw(),
                 name,
                 question,
                 answer,
@@ -377,10 +476,12 @@ impl Chat {
             return Err(ChatError::QuotaExceeded(Quota::RoomsPerOwner));
         }
         let id = self.room_id(out)?;
-        self.rooms.add(id, name, question, Key::new(answer), owner);
+        let history = History::new(self.epochs.draw());
+        self.rooms
+            .add(id, name, question, Key::new(answer), owner, history);
         self.add_member(conn, id);
         self.announce_room(conn, id, re.mid.unwrap_or(0), out);
-        Ok(self.in_room(id))
+        Ok(self.in_room(id, None))
     }
 
     /// The next chatroomid, renewing the reservation in the store when it runs low.
@@ -414,15 +515,16 @@ impl Chat {
         }
         let id = room.id;
         let answer = Key::new(room.answer);
+        let history = History::new(room.epoch);
         self.rooms
-            .add(id, room.name, room.question, answer, Owner::Server);
+            .add(id, room.name, room.question, answer, Owner::Server, history);
         let Some(conn) = step.conn else {
             return self.finish(step, Ok(Answer::Silent), out);
         };
         self.add_member(conn, id);
         let mid = step.replier.as_ref().map_or(0, |r| r.mid());
         self.announce_room(conn, id, mid, out);
-        self.finish_in_room(step, id, out);
+        self.finish_in_room(step, id, None, out);
     }
 
     /// Tells every connection that sees the room list about a new room; the creator sees it
@@ -485,12 +587,22 @@ impl Chat {
 
     /// A room-URL connection joins the first room named `name` that needs no answer (it
     /// cannot give one), or creates a temporary room of that name. `admit_by_url` said yes.
-    pub(super) fn enter_by_url(&mut self, conn: ConnId, name: String, out: &mut dyn Sink) {
+    /// It is first shown the room's last `history` messages.
+    pub(super) fn enter_by_url(
+        &mut self,
+        conn: ConnId,
+        name: String,
+        history: usize,
+        out: &mut dyn Sink,
+    ) {
         match self
             .rooms
             .first_named(&name, |r| matches!(r.answer, Key::None))
         {
-            Some(room) => self.enter(conn, room, 0, out),
+            Some(room) => {
+                self.replay(conn, room, history, out);
+                self.enter(conn, room, 0, out);
+            }
             None => {
                 let Ok(room) = self.room_id(out) else {
                     out.emit(super::Effect::Close {
@@ -499,8 +611,9 @@ impl Chat {
                     });
                     return;
                 };
+                let history = History::new(self.epochs.draw());
                 self.rooms
-                    .add(room, name, String::new(), Key::None, Owner::Url);
+                    .add(room, name, String::new(), Key::None, Owner::Url, history);
                 self.add_member(conn, room);
                 self.announce_room(conn, room, 0, out);
                 self.announce_member(conn, room, 0, out);
@@ -516,6 +629,7 @@ impl Chat {
         room: &RoomRef,
         leave_others: bool,
         answer: Secret,
+        since: Option<(u64, u64)>,
         now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
@@ -544,7 +658,11 @@ impl Chat {
                         password: answer,
                         hash: hash.clone(),
                     });
-                    let then = Then::JoinVerified { room, leave_others };
+                    let then = Then::JoinVerified {
+                        room,
+                        leave_others,
+                        since,
+                    };
                     return self.park(conn, re, then, work, out);
                 }
             }
@@ -554,7 +672,7 @@ impl Chat {
             self.leave_all(conn, mid, true, out);
         }
         self.enter(conn, room, mid, out);
-        Ok(self.in_room(room))
+        Ok(self.in_room(room, since))
     }
 
     /// A stored room's answer was checked.
@@ -563,6 +681,7 @@ impl Chat {
         step: Step,
         room: u64,
         leave_others: bool,
+        since: Option<(u64, u64)>,
         ok: bool,
         out: &mut dyn Sink,
     ) {
@@ -588,17 +707,18 @@ impl Chat {
             self.leave_all(conn, mid, true, out);
         }
         self.enter(conn, room, mid, out);
-        self.finish_in_room(step, room, out);
+        self.finish_in_room(step, room, since, out);
     }
 
     /// Finishes with the room's name and members as the answer.
-    fn finish_in_room(&mut self, step: Step, room: u64, out: &mut dyn Sink) {
-        let r = self.rooms.get(room).expect("exists");
-        let members: Vec<Who<'_>> = r.members.iter().map(|m| self.who(m)).collect();
-        let answer = Answer::InRoom {
-            name: &r.name,
-            members,
-        };
+    fn finish_in_room(
+        &mut self,
+        step: Step,
+        room: u64,
+        since: Option<(u64, u64)>,
+        out: &mut dyn Sink,
+    ) {
+        let answer = self.in_room(room, since);
         super::pending::reply(&step, Ok(answer), out);
         self.served(step, out);
     }
@@ -619,11 +739,12 @@ impl Chat {
     }
 
     pub(super) fn say(
-        &self,
+        &mut self,
         conn: ConnId,
         mid: u64,
         room: &RoomRef,
         text: &str,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         // An unknown room is one the sender is not in.
@@ -631,40 +752,45 @@ impl Chat {
         if !self.is_member(conn, room) {
             return Err(ChatError::NotAMember);
         }
-        self.said(conn, room, mid, text, out);
-        Ok(Answer::Confirmed)
+        Ok(self.said(conn, room, mid, text, now, out))
     }
 
     /// A room-URL connection speaks in its room.
     pub(super) fn say_here(
-        &self,
+        &mut self,
         conn: ConnId,
         text: &str,
+        now: u64,
         out: &mut dyn Sink,
     ) -> Result<Answer<'_>, ChatError> {
         let room = self.conns.get(conn).and_then(|c| c.rooms.first().copied());
         let room = room.ok_or(ChatError::NotAMember)?;
-        self.said(conn, room, 0, text, out);
-        Ok(Answer::Confirmed)
+        Ok(self.said(conn, room, 0, text, now, out))
     }
 
-    /// A message of `conn`, a member, to its room: the busiest path of the server, so the
-    /// sender is looked up once.
-    fn said(&self, conn: ConnId, room: u64, mid: u64, text: &str, out: &mut dyn Sink) {
+    /// A member's message, the busiest path of the server: numbered and kept, then told to
+    /// the room.
+    fn said(
+        &mut self,
+        conn: ConnId,
+        room: u64,
+        mid: u64,
+        text: &str,
+        now: u64,
+        out: &mut dyn Sink,
+    ) -> Answer<'static> {
+        let (epoch, seq) = self.keep(room, conn, text, now, out);
         let r = self.rooms.get(room).expect("member of it");
         let c = self.conns.get(conn).expect("open");
         let event = Event::Said {
             room,
             name: &r.name,
             who: self.who_of(c),
+            epoch,
+            seq,
             text,
         };
-        let actor = super::Actor {
-            conn,
-            in_audience: true,
-        };
-        let audience = |d| r.members.audience(d);
-        self.tell_groups_of(audience, Some(actor), Some(c.dialect), mid, &event, out);
+        self.tell_said(room, conn, mid, &event, out);
         let from = self.who_of(c);
         if from.user != 0 {
             self.users.count_message(from.user, None);
@@ -675,6 +801,40 @@ impl Chat {
             from,
             text,
         }));
+        Answer::Said { epoch, seq }
+    }
+    /// Shows `conn` the last `count` kept messages of `room` (at most a page), as they were
+    /// said, oldest first.
+    fn replay(&self, conn: ConnId, room: u64, count: usize, out: &mut dyn Sink) {
+        let r = self.rooms.get(room).expect("exists");
+        for m in r.history.page(0, count.min(super::MAX_PAGE)) {
+            let event = Event::Said {
+                room,
+                name: &r.name,
+                who: Who {
+                    client: m.client,
+                    user: m.user,
+                    name: m.name,
+                },
+                epoch: r.history.epoch,
+                seq: m.seq,
+                text: m.text,
+            };
+            self.tell_conns([conn], 0, &event, out);
+        }
+    }
+
+    /// `sequenced`: whether `conn` sees room messages with their sequence numbers.
+    pub(super) fn set_sequenced(&mut self, conn: ConnId, on: bool) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.sequenced = on;
+        for &room in &c.rooms {
+            if let Some(r) = self.rooms.get_mut(room) {
+                r.members.set_sequenced(conn, on);
+            }
+        }
     }
 
     pub(super) fn room_details(&self, conn: ConnId, room: u64) -> Result<Answer<'_>, ChatError> {
@@ -724,9 +884,9 @@ impl Chat {
     fn add_member(&mut self, conn: ConnId, room: u64) {
         let c = self.conns.get_mut(conn).expect("open");
         c.rooms.insert(room);
-        let dialect = c.dialect;
+        let (dialect, sequenced) = (c.dialect, c.sequenced);
         let r = self.rooms.get_mut(room).expect("exists");
-        r.members.insert(conn, dialect);
+        r.members.insert(conn, dialect, sequenced);
     }
 
     /// Adds `conn` to `room` and tells every member, the joiner included.
@@ -833,6 +993,7 @@ impl Chat {
 pub(super) fn stored_room(room: &NewRoom) -> Change {
     Change::PutRoom {
         id: room.id,
+        epoch: room.epoch,
         name: room.name.clone(),
         question: room.question.clone(),
         answer: room.answer_hash.clone(),

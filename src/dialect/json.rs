@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::ActorView;
 use crate::chat::{
-    Answer, ChatError, Event, Intent, Kind, Request, Requires, RoomRef, Secret, Tag, Who,
+    Answer, ChatError, Event, Intent, Kind, Message, Request, Requires, RoomRef, Secret, Tag, Who,
 };
 use crate::dialect::protocol::display_name;
 
@@ -115,6 +115,16 @@ fn command(
                 room: room()?,
                 leave_others: false,
                 answer: Secret::new(f.optional("answer")?.unwrap_or_default().into_bytes()),
+                since: f.since()?,
+            }),
+        ),
+        "history" => (
+            Kind::History,
+            user()?,
+            Ok(Intent::History {
+                room: room()?,
+                before: f.number("before")?.unwrap_or(0),
+                limit: f.number("limit")?.unwrap_or(0),
             }),
         ),
         "leave_room" => (Kind::Leave, user()?, Ok(Intent::Leave { room: room()? })),
@@ -156,6 +166,41 @@ impl Fields<'_> {
 
     fn secret(&self, key: &str) -> Result<Secret, String> {
         Ok(Secret::new(self.required(key)?.into_bytes()))
+    }
+
+    /// A whole number 0..=2^53 (what every JSON implementation holds exactly), when present.
+    fn number(&self, key: &str) -> Result<Option<u64>, String> {
+        number(self.0.get(key), key)
+    }
+
+    /// `"since":{"epoch":E,"seq":N}` on `join_room` (§12 of the command protocol).
+    fn since(&self) -> Result<Option<(u64, u64)>, String> {
+        match self.0.get("since") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(o)) => {
+                let epoch = number(o.get("epoch"), "since.epoch")?;
+                let seq = number(o.get("seq"), "since.seq")?;
+                match (epoch, seq) {
+                    (Some(e), Some(s)) => Ok(Some((e, s))),
+                    _ => Err("since needs epoch and seq".into()),
+                }
+            }
+            Some(_) => Err("since must be an object".into()),
+        }
+    }
+}
+
+/// The largest number read from a request: 2^53, the largest every JSON reader holds exactly.
+const MAX_NUMBER: u64 = 1 << 53;
+
+fn number(value: Option<&Value>, key: &str) -> Result<Option<u64>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) if n <= MAX_NUMBER => Ok(Some(n)),
+            _ => Err(format!("{key} must be a whole number from 0 to 2^53")),
+        },
+        Some(_) => Err(format!("{key} must be a number")),
     }
 }
 
@@ -206,12 +251,19 @@ pub fn event(buf: &mut Vec<u8>, event: &Event<'_>) -> bool {
             .str("room_name", name)
             .who("usr", who),
         Event::Said {
-            name, who, text, ..
+            name,
+            who,
+            text,
+            epoch,
+            seq,
+            ..
         } => o
             .str("event", "message")
             .str("room_name", name)
             .who("usr", who)
-            .str("msg", text),
+            .str("msg", text)
+            .num("epoch", *epoch)
+            .num("seq", *seq),
         Event::Private { from, text } => o
             .str("event", "private_message")
             .who("from", from)
@@ -264,13 +316,32 @@ pub fn reply(buf: &mut Vec<u8>, tag: &Tag, result: &Result<Answer<'_>, ChatError
         Ok(answer) => {
             let o = o.raw("ok", "true");
             match answer {
-                Answer::InRoom { name, members } => {
+                Answer::InRoom {
+                    name,
+                    members,
+                    resumed,
+                } => {
                     let o = o.key("room");
                     let room = Obj::open(&mut *o.0).str("name", name);
                     let names = members.iter().map(display_name);
                     room.strs("users", names).close();
-                    o
+                    match resumed {
+                        Some(r) => o
+                            .num("epoch", r.epoch)
+                            .messages(&r.messages)
+                            .raw("recovered", if r.complete { "true" } else { "false" }),
+                        None => o,
+                    }
                 }
+                Answer::History {
+                    name,
+                    epoch,
+                    messages,
+                    ..
+                } => o
+                    .str("room_name", name)
+                    .num("epoch", *epoch)
+                    .messages(messages),
                 Answer::LoggedIn {
                     user,
                     session,
@@ -282,6 +353,7 @@ pub fn reply(buf: &mut Vec<u8>, tag: &Tag, result: &Result<Answer<'_>, ChatError
                     .strs("users", online.iter())
                     .strs("rooms", rooms.iter()),
                 Answer::Registered { user } => o.num("userid", *user),
+                Answer::Said { epoch, seq } => o.num("epoch", *epoch).num("seq", *seq),
                 _ => o,
             }
         }
@@ -321,6 +393,7 @@ fn error_code(error: &ChatError) -> &'static str {
         ChatError::QuotaExceeded(_) => "quota exceeded",
         ChatError::TooLong(_) => "too long",
         ChatError::TryLater { .. } => "try later",
+        ChatError::BadHistoryRange => "bad range",
     }
 }
 
@@ -376,6 +449,30 @@ impl<'b> Obj<'b> {
                 o.0.push(b',');
             }
             write_str(o.0, v.as_ref());
+        }
+        o.0.push(b']');
+        o
+    }
+
+    /// `"messages":[{"seq":N,"usr":U,"sent":T,"msg":M},…]`, oldest first.
+    fn messages(self, messages: &[Message<'_>]) -> Self {
+        let o = self.key("messages");
+        o.0.push(b'[');
+        for (i, m) in messages.iter().enumerate() {
+            if i > 0 {
+                o.0.push(b',');
+            }
+            let who = Who {
+                client: m.client,
+                user: m.user,
+                name: m.name,
+            };
+            Obj::open(&mut *o.0)
+                .num("seq", m.seq)
+                .who("usr", &who)
+                .num("sent", m.sent)
+                .str("msg", m.text)
+                .close();
         }
         o.0.push(b']');
         o

@@ -41,16 +41,18 @@ pub fn actor_view(dialect: Dialect, event: &Event<'_>) -> ActorView {
     }
 }
 
-/// `event` as one frame for connections of `dialect`, or `None` if the dialect does not show it.
+/// `event` as one frame for connections of `dialect` (command-protocol ones that asked for
+/// `sequenced`, with `sequenced`), or `None` if the dialect does not show it.
 pub fn render_event(
     dialect: Dialect,
+    sequenced: bool,
     mid: u64,
     event: &Event<'_>,
     as_actor: bool,
 ) -> Option<Frame> {
     let mut w = FrameWriter::default();
     let wrote = match dialect {
-        Dialect::Protocol => protocol::event(w.buf(), mid, event, as_actor),
+        Dialect::Protocol => protocol::event(w.buf(), mid, event, as_actor, sequenced),
         Dialect::RoomUrl => room_url::event(w.buf(), event),
         Dialect::Json => json::event(w.buf(), event),
     };

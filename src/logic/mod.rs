@@ -259,11 +259,12 @@ impl Sink for Router<'_> {
         match effect {
             Effect::Tell {
                 dialect,
+                sequenced,
                 to,
                 actor,
                 mid,
                 event,
-            } => self.tell(dialect, to, actor, mid, event),
+            } => self.tell(dialect, sequenced, to, actor, mid, event),
             Effect::Reply {
                 conn,
                 dialect,
@@ -345,12 +346,13 @@ impl Router<'_> {
     fn tell(
         &mut self,
         dialect: Dialect,
+        sequenced: bool,
         to: Recipients,
         actor: Option<Actor>,
         mid: u64,
         event: &Event<'_>,
     ) {
-        let render = |as_actor| dialect::render_event(dialect, mid, event, as_actor);
+        let render = |as_actor| dialect::render_event(dialect, sequenced, mid, event, as_actor);
         let Some(actor) = actor else {
             if let Some(frame) = render(false) {
                 self.send(to, None, frame);

@@ -126,6 +126,7 @@ impl T {
         let entry = Entry::RoomUrl {
             room: room.into(),
             nickname: nickname.into(),
+            history: 0,
         };
         self.open_entry(slot, entry)
     }
@@ -2000,5 +2001,262 @@ fn room_url_lines_escape_control_characters() {
     assert!(
         out.contains(&r"2 < ann: a	b\r\u{1b}[2J".to_string()),
         "{out:?}"
+    );
+}
+
+// ---- history and resume (§12) --------------------------------------------------------------
+
+/// The output with the room's epoch (random per room) shown as `E`.
+fn epoch_as_e(lines: Vec<String>, epoch: u64) -> Vec<String> {
+    let e = epoch.to_string();
+    lines.into_iter().map(|l| l.replace(&e, "E")).collect()
+}
+
+/// Room 1 made by 1 with 2 in it; returns its epoch, read from a `chatseq`.
+fn room_with_sequenced_reader(t: &mut T) -> u64 {
+    t.cmd(1, "addchatroom(1,1,r0,0,0,)");
+    t.cmd(2, "joinchatroom(2,1,0,0,)");
+    assert_eq!(t.cmd(2, "sequenced(3,1)"), ["2 < success(3,)"]);
+    let out = t.cmd(1, "send(4,1,1,a)");
+    let seq_line = out
+        .iter()
+        .find(|l| l.starts_with("2 < chatseq"))
+        .expect("chatseq");
+    // chatseq(M,R,C,U,epoch,seq,message)
+    let fields: Vec<&str> = seq_line["2 < chatseq(".len()..].split(',').collect();
+    fields[4].parse().expect("epoch")
+}
+
+#[test]
+fn sequenced_members_see_chatseq_and_the_others_chat_unchanged() {
+    let mut t = T::with(3);
+    t.cmd(1, "addchatroom(1,1,r0,0,0,)");
+    t.cmd(2, "joinchatroom(2,1,0,0,)");
+    t.cmd(3, "joinchatroom(3,1,0,0,)");
+    assert_eq!(t.cmd(2, "sequenced(4,1)"), ["2 < success(4,)"]);
+    let out = t.cmd(1, "send(5,1,1,a)");
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[0], "1,3 < chat(5,1,1,0,1,a)");
+    let epoch: u64 = out[1]["2 < chatseq(5,1,1,0,".len()..]
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        epoch_as_e(out, epoch),
+        ["1,3 < chat(5,1,1,0,1,a)", "2 < chatseq(5,1,1,0,E,1,1,a)"]
+    );
+    // The sender itself sequenced: it gets the chatseq frame with the others who asked.
+    t.cmd(1, "sequenced(6,1)");
+    assert_eq!(
+        epoch_as_e(t.cmd(1, "send(7,1,1,b)"), epoch),
+        ["3 < chat(7,1,1,0,1,b)", "1,2 < chatseq(7,1,1,0,E,2,1,b)"]
+    );
+    // Off again: everyone sees chat.
+    t.cmd(1, "sequenced(8,0)");
+    t.cmd(2, "sequenced(9,0)");
+    assert_eq!(t.cmd(1, "send(10,1,1,c)"), ["1,2,3 < chat(10,1,1,0,1,c)"]);
+}
+
+#[test]
+fn gethistory_pages_backwards_and_resume_recovers_what_was_missed() {
+    let mut t = T::with(2);
+    let epoch = room_with_sequenced_reader(&mut t);
+    for i in 2..=5 {
+        t.cmd(1, &format!("send(1,1,1,{i})"));
+    }
+    let h = |t: &mut T, cmd: &str| epoch_as_e(t.cmd(2, cmd), epoch);
+    let s = T0.to_string();
+    assert_eq!(
+        h(&mut t, "gethistory(5,1,0,2)"),
+        [format!("2 < history(5,1,E,4,1,0,0,{s},1,45,1,0,0,{s},1,5)")]
+    );
+    assert_eq!(
+        h(&mut t, "gethistory(6,1,4,2)"),
+        [format!("2 < history(6,1,E,2,1,0,0,{s},1,23,1,0,0,{s},1,3)")]
+    );
+    assert_eq!(h(&mut t, "gethistory(7,1,1,0)"), ["2 < history(7,1,E,)"]);
+    // Resume from 3: messages 4 and 5, then complete.
+    assert_eq!(
+        h(&mut t, &format!("resume(8,1,{epoch},3)")),
+        [
+            format!("2 < history(8,1,E,4,1,0,0,{s},1,45,1,0,0,{s},1,5)"),
+            "2 < recovered(8,1,1,)".to_string()
+        ]
+    );
+    // Up to date: nothing to send, complete.
+    assert_eq!(
+        h(&mut t, &format!("resume(9,1,{epoch},5)")),
+        ["2 < recovered(9,1,1,)"]
+    );
+    // Another epoch: not recovered, whatever the number.
+    assert_eq!(
+        h(&mut t, &format!("resume(10,1,{},999)", epoch ^ 1)),
+        ["2 < recovered(10,1,0,)"]
+    );
+    // From the future: an error.
+    assert_eq!(
+        h(&mut t, &format!("resume(11,1,{epoch},6)")),
+        ["2 < error(22,Invalid history range.11,)"]
+    );
+}
+
+#[test]
+fn history_needs_membership_and_a_room() {
+    let mut t = T::with(3);
+    room_with_sequenced_reader(&mut t);
+    assert_eq!(
+        t.cmd(3, "gethistory(1,1,0,0)"),
+        ["3 < error(28,You're not in that chatroom.1,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "resume(2,1,1,1)"),
+        ["3 < error(28,You're not in that chatroom.2,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "gethistory(3,9,0,0)"),
+        ["3 < error(27,That chatroom wasn't found.3,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "gethistory(4,1,-1,0)"),
+        ["3 < error(27,Syntax error in parameters.4,)"]
+    );
+    assert_eq!(
+        t.cmd(3, "gethistory(5,1,0,99999999999999999999)"),
+        ["3 < error(27,Syntax error in parameters.5,)"]
+    );
+}
+
+#[test]
+fn history_keeps_at_most_its_size_and_its_age() {
+    let limits = Limits {
+        history_size: 3,
+        history_ttl: 60,
+        ..Default::default()
+    };
+    let mut t = T::with_limits(2, limits);
+    let epoch = room_with_sequenced_reader(&mut t);
+    for i in 2..=5 {
+        t.cmd(1, &format!("send(1,1,1,{i})"));
+    }
+    // Messages 3..=5 are kept: resuming from 1 lost message 2.
+    assert_eq!(
+        t.cmd(2, &format!("resume(2,1,{epoch},1)")),
+        ["2 < recovered(2,1,0,)"]
+    );
+    assert_eq!(t.cmd(2, &format!("resume(3,1,{epoch},2)")).len(), 2);
+    t.now += 61;
+    t.tick();
+    assert_eq!(
+        epoch_as_e(t.cmd(2, "gethistory(4,1,0,0)"), epoch),
+        ["2 < history(4,1,E,)"]
+    );
+    assert_eq!(
+        t.cmd(2, &format!("resume(5,1,{epoch},4)")),
+        ["2 < recovered(5,1,0,)"]
+    );
+    assert_eq!(
+        t.cmd(2, &format!("resume(6,1,{epoch},5)")),
+        ["2 < recovered(6,1,1,)"]
+    );
+}
+
+#[test]
+fn json_messages_carry_their_number_and_history_and_since_work() {
+    let mut t = T::new();
+    t.open_json(1);
+    t.open_json(2);
+    t.cmd(1, r#"{"cmd":"login","type":"tmp","usr":"ann"}"#);
+    t.cmd(2, r#"{"cmd":"login","type":"tmp","usr":"bob"}"#);
+    t.cmd(1, r#"{"cmd":"create_room","room_name":"r","usr":"ann"}"#);
+    t.cmd(2, r#"{"cmd":"join_room","room_name":"r","usr":"bob"}"#);
+    let out = t.cmd(
+        1,
+        r#"{"cmd":"speak","room_name":"r","usr":"ann","msg":"hi"}"#,
+    );
+    let event = &out[0];
+    let epoch: u64 = event
+        .split("\"epoch\":")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        epoch_as_e(out, epoch),
+        [
+            r#"2 < {"event":"message","room_name":"r","usr":"ann","msg":"hi","epoch":E,"seq":1}"#,
+            r#"1 < {"cmd":"speak","ok":true,"epoch":E,"seq":1}"#
+        ]
+    );
+    t.cmd(
+        1,
+        r#"{"cmd":"speak","room_name":"r","usr":"ann","msg":"again"}"#,
+    );
+    let s = T0;
+    assert_eq!(
+        epoch_as_e(
+            t.cmd(
+                2,
+                r#"{"cmd":"history","room_name":"r","usr":"bob","before":2,"limit":10}"#
+            ),
+            epoch
+        ),
+        [format!(
+            r#"2 < {{"cmd":"history","ok":true,"room_name":"r","epoch":E,"messages":[{{"seq":1,"usr":"ann","sent":{s},"msg":"hi"}}]}}"#
+        )]
+    );
+    assert_eq!(
+        t.cmd(
+            2,
+            r#"{"cmd":"history","room_name":"r","usr":"bob","limit":-1}"#
+        ),
+        [
+            r#"2 < {"cmd":"history","ok":false,"error":"bad request","detail":"limit must be a whole number from 0 to 2^53"}"#
+        ]
+    );
+    t.cmd(2, r#"{"cmd":"leave_room","room_name":"r","usr":"bob"}"#);
+    t.cmd(
+        1,
+        r#"{"cmd":"speak","room_name":"r","usr":"ann","msg":"missed"}"#,
+    );
+    let join = format!(
+        r#"{{"cmd":"join_room","room_name":"r","usr":"bob","since":{{"epoch":{epoch},"seq":2}}}}"#
+    );
+    assert_eq!(
+        epoch_as_e(t.cmd(2, &join), epoch),
+        [
+            r#"1 < {"event":"joined","room_name":"r","usr":"bob"}"#.to_string(),
+            format!(
+                r#"2 < {{"cmd":"join_room","ok":true,"room":{{"name":"r","users":["ann","bob"]}},"epoch":E,"messages":[{{"seq":3,"usr":"ann","sent":{s},"msg":"missed"}}],"recovered":true}}"#
+            )
+        ]
+    );
+}
+
+#[test]
+fn a_room_url_joiner_can_ask_for_the_last_messages_first() {
+    let mut t = T::with(1);
+    t.cmd(1, "addchatroom(1,4,room,0,0,)");
+    t.cmd(1, "send(2,1,1,a)");
+    t.cmd(1, "send(3,1,1,b)");
+    t.cmd(1, "send(4,1,1,c)");
+    t.dialects.insert(2, Dialect::RoomUrl);
+    let entry = Entry::RoomUrl {
+        room: "room".into(),
+        nickname: "ann".into(),
+        history: 2,
+    };
+    assert_eq!(
+        t.open_entry(2, entry),
+        [
+            "2 < guest1: b",
+            "2 < guest1: c",
+            "1 < userjoinedchatroom(0,1,2,0,3,ann2,)",
+            "2 < ann joined room"
+        ]
     );
 }

@@ -72,6 +72,8 @@ impl Store {
             _lock: lock,
         };
         schema::migrate(&mut store.conn).map_err(|e| fail("cannot update the schema", &e))?;
+        new_epochs_after_crash(&store.conn)
+            .map_err(|e| fail("cannot write (read-only, or the disk is full?)", &e))?;
         let snapshot = store.load().map_err(|e| fail("cannot read", &e))?;
         // Temporary rooms are not stored; their ids come from a reservation made here (the
         // core counts on it, see `Rooms::restore_last`), so none is handed out again after a
@@ -110,7 +112,11 @@ impl Store {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        let mut rooms = c.prepare("SELECT id, name, question, answer FROM rooms ORDER BY id")?;
+        let mut rooms = c.prepare(
+            "SELECT id, name, question, answer, epoch, \
+             max(trimmed - 1, (SELECT coalesce(max(seq), 0) FROM history WHERE room = rooms.id)) \
+             FROM rooms ORDER BY id",
+        )?;
         snapshot.rooms = rooms
             .query_map([], |r| {
                 Ok(crate::chat::StoredRoom {
@@ -118,6 +124,25 @@ impl Store {
                     name: r.get(1)?,
                     question: r.get(2)?,
                     answer: r.get(3)?,
+                    epoch: int(r.get(4)?),
+                    last_seq: int(r.get(5)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut history = c.prepare(
+            "SELECT room, seq, client, user, username, sent, text FROM history \
+             ORDER BY room, seq",
+        )?;
+        snapshot.history = history
+            .query_map([], |r| {
+                Ok(crate::chat::StoredMessage {
+                    room: int(r.get(0)?),
+                    seq: int(r.get(1)?),
+                    client: int(r.get(2)?),
+                    user: int(r.get(3)?),
+                    name: r.get(4)?,
+                    sent: int(r.get(5)?),
+                    text: r.get(6)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -171,18 +196,24 @@ impl Store {
     }
 
     fn run(mut self, requests: Receiver<Request>, to_logic: Sender<Vec<ToLogic>>) {
+        let mut whole = true;
         while let Ok(first) = requests.recv() {
             // Group commit: whatever queued up while the last commit ran goes in this one.
             let batch: Vec<Request> = std::iter::once(first).chain(requests.try_iter()).collect();
             let started = std::time::Instant::now();
             let results = self.commit(batch);
             let took = started.elapsed();
-            if to_logic
-                .send(vec![ToLogic::Stored { results, took }])
-                .is_err()
-            {
-                break;
-            }
+            whole &= results.iter().all(|(_, r)| r.is_ok());
+            // During shutdown the logic thread may be gone; what it sent is still committed.
+            let _ = to_logic.send(vec![ToLogic::Stored { results, took }]);
+        }
+        // Everything the logic thread sent is committed: room history is whole, and the next
+        // start may keep its epochs.
+        if whole && let Err(e) = set_value(&self.conn, CLEAN, 1) {
+            error!(
+                "store {}: cannot mark the shutdown clean: {e}",
+                self.path.display()
+            );
         }
         info!("store {}: closed", self.path.display());
     }
@@ -215,8 +246,14 @@ impl Store {
     }
 }
 
-/// Applies one change under its own savepoint, so a failure undoes it alone.
+/// Applies one change under its own savepoint, so a failure undoes it alone. A history
+/// message is one row written in one statement, which SQLite undoes by itself if it fails: it
+/// needs no savepoint, and at a busy room's message rate the savepoint would cost more than
+/// the row.
 fn apply_one(tx: &mut Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
+    if let Change::AppendHistory(_) = change {
+        return schema::apply(tx, change);
+    }
     let sp = tx.savepoint()?;
     schema::apply(&sp, change)?;
     sp.commit()
@@ -251,6 +288,34 @@ fn counter(c: &Connection, name: &str) -> rusqlite::Result<u64> {
         })
         .optional()?;
     Ok(v.map_or(0, int))
+}
+
+/// The counter that says the last run committed everything it was sent before it stopped.
+const CLEAN: &str = "clean_shutdown";
+
+/// Room history is written behind, so a crash may have lost its newest messages, whose
+/// sequence numbers clients may have seen: after one, every room gets a new epoch, so that no
+/// such number is trusted (§12). Marks this run as not (yet) cleanly stopped.
+fn new_epochs_after_crash(c: &Connection) -> rusqlite::Result<()> {
+    let rooms: i64 = c.query_row("SELECT count(*) FROM rooms", [], |r| r.get(0))?;
+    if rooms > 0 && counter(c, CLEAN)? == 0 {
+        info!("the last run did not stop cleanly: new history epochs");
+        c.execute(
+            "UPDATE rooms SET epoch = (random() & 9007199254740990) + 1",
+            [],
+        )?;
+    }
+    set_value(c, CLEAN, 0)
+}
+
+/// Sets a counter to `value`, up or down.
+fn set_value(c: &Connection, name: &str, value: u64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2) \
+         ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        params![name, sql(value)],
+    )?;
+    Ok(())
 }
 
 fn set_counter(c: &Connection, name: &str, value: u64) -> rusqlite::Result<()> {

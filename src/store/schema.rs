@@ -45,6 +45,22 @@ const MIGRATIONS: &[&str] = &[
          text TEXT NOT NULL
      ) STRICT;
      CREATE INDEX offline_by_recipient ON offline (recipient);",
+    // 2: room history (§12). Each persistent room gets an epoch (existing ones a random one);
+    // `trimmed` is the lowest sequence number not trimmed away, so the next number is known
+    // even when every message was trimmed.
+    "ALTER TABLE rooms ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE rooms ADD COLUMN trimmed INTEGER NOT NULL DEFAULT 1;
+     UPDATE rooms SET epoch = (random() & 9007199254740990) + 1;
+     CREATE TABLE history (
+         room INTEGER NOT NULL,
+         seq INTEGER NOT NULL,
+         client INTEGER NOT NULL,
+         user INTEGER NOT NULL,
+         username TEXT NOT NULL,
+         sent INTEGER NOT NULL,
+         text TEXT NOT NULL,
+         PRIMARY KEY (room, seq)
+     ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Brings the schema up to date. A database from a newer server is refused rather than
@@ -91,19 +107,45 @@ pub fn apply(c: &Connection, change: &Change) -> rusqlite::Result<()> {
         }
         Change::PutRoom {
             id,
+            epoch,
             name,
             question,
             answer,
         } => {
             c.prepare_cached(
-                "INSERT INTO rooms (id, name, question, answer) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO rooms (id, name, question, answer, epoch) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![sql(*id), name, question, answer])?;
+            .execute(params![sql(*id), name, question, answer, sql(*epoch)])?;
             set_counter(c, "last_room", *id)
         }
         Change::DeleteRoom { id } => {
             c.prepare_cached("DELETE FROM rooms WHERE id = ?1")?
                 .execute([sql(*id)])?;
+            c.prepare_cached("DELETE FROM history WHERE room = ?1")?
+                .execute([sql(*id)])?;
+            Ok(())
+        }
+        Change::AppendHistory(m) => {
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO history (room, seq, client, user, username, sent, text) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                sql(m.room),
+                sql(m.seq),
+                sql(m.client),
+                sql(m.user),
+                m.name,
+                sql(m.sent),
+                m.text
+            ])?;
+            Ok(())
+        }
+        Change::TrimHistory { room, from } => {
+            c.prepare_cached("DELETE FROM history WHERE room = ?1 AND seq < ?2")?
+                .execute(params![sql(*room), sql(*from)])?;
+            c.prepare_cached("UPDATE rooms SET trimmed = max(trimmed, ?2) WHERE id = ?1")?
+                .execute(params![sql(*room), sql(*from)])?;
             Ok(())
         }
         Change::PutSnap(s) => {

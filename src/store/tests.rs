@@ -1,7 +1,7 @@
 //! The store against a real SQLite file in a temporary directory.
 
 use super::*;
-use crate::chat::{StoredOffline, StoredRoom, StoredSnap, StoredUser};
+use crate::chat::{StoredMessage, StoredOffline, StoredRoom, StoredSnap, StoredUser};
 
 /// A fresh directory under the system's temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -60,6 +60,7 @@ fn what_is_committed_is_loaded_again() {
             },
             Change::PutRoom {
                 id: 5,
+                epoch: 77,
                 name: "lobby".into(),
                 question: "q?".into(),
                 answer: Some("answer-hash".into()),
@@ -108,10 +109,16 @@ fn what_is_committed_is_loaded_again() {
         .collect();
     assert_eq!(names, [(7, "ann", "hash-ann"), (3, "bob", "new")]);
     assert_eq!(snapshot.last_user, 9, "the highest userid ever stays");
+    // The store was dropped without its thread stopping cleanly: a new epoch.
+    let epoch = snapshot.rooms[0].epoch;
+    assert_ne!(epoch, 77);
+    assert!(epoch > 0 && epoch < 1 << 53);
     assert_eq!(
         snapshot.rooms,
         [StoredRoom {
             id: 5,
+            epoch,
+            last_seq: 0,
             name: "lobby".into(),
             question: "q?".into(),
             answer: Some("answer-hash".into()),
@@ -169,4 +176,64 @@ fn a_file_that_is_not_a_database_is_refused_with_its_name() {
         "{err}"
     );
     assert!(err.0.contains("not a database"), "{err}");
+}
+
+#[test]
+fn history_is_appended_trimmed_and_keeps_its_epoch_only_after_a_clean_stop() {
+    let dir = TempDir::new("history");
+    let path = dir.0.join("chat.db");
+    let (mut store, _) = Store::open(&path).unwrap();
+    let message = |room, seq| {
+        Change::AppendHistory(StoredMessage {
+            room,
+            seq,
+            client: 1,
+            user: 0,
+            name: "ann".into(),
+            sent: 100 + seq,
+            text: format!("m{seq}"),
+        })
+    };
+    let room = |id| Change::PutRoom {
+        id,
+        epoch: 77,
+        name: "r".into(),
+        question: String::new(),
+        answer: None,
+    };
+    let mut changes = vec![room(1), room(2)];
+    changes.extend((1..=5).map(|seq| message(1, seq)));
+    changes.extend([message(2, 1), Change::TrimHistory { room: 1, from: 4 }]);
+    changes.extend([Change::DeleteRoom { id: 2 }, message(2, 2)]);
+    commit_all(&mut store, changes);
+    // A clean stop: the thread ends when its channel closes.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (to_logic, _from_store) = crossbeam_channel::unbounded();
+    let thread = store.spawn(rx, to_logic).unwrap();
+    drop(tx);
+    thread.join().unwrap();
+
+    let (store, snapshot) = Store::open(&path).unwrap();
+    assert_eq!(snapshot.rooms.len(), 1);
+    assert_eq!(
+        (snapshot.rooms[0].epoch, snapshot.rooms[0].last_seq),
+        (77, 5)
+    );
+    let kept: Vec<(u64, u64, &str)> = snapshot
+        .history
+        .iter()
+        .map(|m| (m.room, m.seq, m.text.as_str()))
+        .collect();
+    // Room 2's late message outlived its room in the table; the core skips it.
+    assert_eq!(kept, [(1, 4, "m4"), (1, 5, "m5"), (2, 2, "m2")]);
+    // Everything trimmed: the numbering still goes on from the last one.
+    let mut store = store;
+    commit_all(&mut store, vec![Change::TrimHistory { room: 1, from: 6 }]);
+    drop(store); // not a clean stop
+    let (_, snapshot) = Store::open(&path).unwrap();
+    assert_eq!(snapshot.rooms[0].last_seq, 5);
+    assert_ne!(
+        snapshot.rooms[0].epoch, 77,
+        "a new epoch after an unclean stop"
+    );
 }

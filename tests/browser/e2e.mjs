@@ -296,17 +296,52 @@ try {
   await waitText(A, "#sa-note.ok", /Sent to everyone/);
   await waitRow(B, "#pm-log", "📣 alice to everyone", "maintenance à 5h 🛠");
 
-  log("reconnect: A's socket drops; it reconnects, logs in and rejoins the room by itself");
+  log("reconnect: A's socket drops while bob talks; it reconnects, logs in, rejoins and resumes");
   await A.locator(`#tabs button[data-view="room-${roomId}"]`).click();
-  await A.evaluate(() => window.ChatDebug.state.ws.close());
+  await B.locator(`#tabs button[data-view="room-${roomId}"]`).click();
+  // The network goes away: the socket closes and every reconnect attempt fails, until it is
+  // back, so bob's messages are certainly said while alice is away.
+  await A.evaluate(() => {
+    const Real = window.WebSocket;
+    window.__offline = true;
+    window.WebSocket = function (url, protocol) {
+      if (!window.__offline) return new Real(url, protocol);
+      const failed = { send() {}, close() {} };
+      setTimeout(() => failed.onclose && failed.onclose({ code: 1006 }), 0);
+      return failed;
+    };
+    window.ChatDebug.state.ws.close();
+  });
   await A.locator("#conn[data-state=closed]").waitFor();
+  for (let k = 1; k <= 5; k++) await say(B, roomId, `while away ${k}`);
+  await A.evaluate(() => { window.__offline = false; });
   await A.locator("#conn[data-state=open]").waitFor();
+  await waitRow(A, roomLog, "bob", "while away 5");
+  const away = await A.evaluate((sel) => [...document.querySelectorAll(`${sel} .text`)].map((t) => t.textContent).filter((t) => t.startsWith("while away")), roomLog);
+  assert.deepEqual(away, [1, 2, 3, 4, 5].map((k) => `while away ${k}`), "every missed message once, in order");
+  assert.doesNotMatch(await A.locator(roomLog).textContent(), /could not be recovered/);
+  const resumed = await A.evaluate(() => window.ChatDebug.log.join("\n"));
+  assert.match(resumed, /< history\(\d+,\d+,\d+,.*while away 1/, "the missed messages came through a resume");
+  assert.match(resumed, /< recovered\(\d+,\d+,1,\)/);
   await waitText(A, "#me", /Signed in as alice/);
   await waitText(B, roomLog, /alice left\.[\s\S]*alice joined\./);
   await waitText(A, roomLog, /Disconnected\.[\s\S]*You joined\./);
   await waitText(A, `section.room[data-room-id="${roomId}"] .members`, /alice \(you\)[\s\S]*bob|bob[\s\S]*alice \(you\)/);
   await say(A, roomId, "de retour 🔁");
   await waitRow(B, roomLog, "alice", "de retour 🔁");
+
+  log("B reloads the page: after signing in and joining again it shows the room's recent history");
+  await B.reload();
+  await B.locator("#conn[data-state=open]").waitFor();
+  await login(B, "bob", "bob-pw");
+  await waitText(B, "#me", /Signed in as bob/);
+  await item.locator("button.join").click();
+  await item.locator("input.answer").fill("quatre");
+  await item.locator("input.answer").press("Enter");
+  await waitText(B, `#rooms li[data-room-id="${roomId}"] .badges`, /2 members[\s\S]*joined/);
+  await waitRow(B, roomLog, "alice", "de retour 🔁");
+  await waitRow(B, roomLog, "bob", "while away 5");
+  await noJunk(B);
 
   log("B logs out: leaves the room, A sees it");
   await B.click("#logout-btn");

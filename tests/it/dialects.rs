@@ -61,7 +61,7 @@ fn replay(steps: &[Step]) {
         for (i, scripted) in clients.iter_mut().enumerate() {
             let Some(s) = scripted else { continue };
             for &(_, want) in step.want.iter().filter(|(c, _)| *c == i) {
-                let got = without_session_id(s.client.recv());
+                let got = without_random_ids(s.client.recv());
                 assert_eq!(got, want, "step {n}: client {i}");
             }
             if let Some((probe, reply)) = s.probe {
@@ -72,8 +72,15 @@ fn replay(steps: &[Step]) {
     }
 }
 
-/// JSON session ids are random: shown as `...`, as the scripts write them.
-fn without_session_id(text: String) -> String {
+/// JSON session ids and history epochs are random: shown as `...` and `E`, as the scripts
+/// write them.
+fn without_random_ids(mut text: String) -> String {
+    const EPOCH: &str = "\"epoch\":";
+    if let Some(at) = text.find(EPOCH) {
+        let start = at + EPOCH.len();
+        let digits = text[start..].bytes().take_while(u8::is_ascii_digit).count();
+        text.replace_range(start..start + digits, "E");
+    }
     const KEY: &str = "\"session_id\":\"";
     match text.find(KEY) {
         Some(at) => {

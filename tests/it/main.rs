@@ -15,6 +15,7 @@ mod docs;
 mod durability;
 mod faults;
 mod foundation;
+mod history;
 mod protocol;
 mod tls;
 mod webhooks;

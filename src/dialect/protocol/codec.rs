@@ -130,6 +130,22 @@ pub enum Command {
         mid: u64,
         pattern: String,
     },
+    GetHistory {
+        mid: u64,
+        room: u64,
+        before: u64,
+        limit: u64,
+    },
+    Resume {
+        mid: u64,
+        room: u64,
+        epoch: u64,
+        seq: u64,
+    },
+    Sequenced {
+        mid: u64,
+        on: bool,
+    },
 }
 
 /// Why a client message could not be parsed; each maps to one error reply (§2).
@@ -310,6 +326,28 @@ fn fields_parser(name: &[u8]) -> Option<FieldsParser> {
                 pattern: f.string()?,
             })
         },
+        b"gethistory" => |f| {
+            Ok(Command::GetHistory {
+                mid: f.mid()?,
+                room: f.number()?,
+                before: f.number()?,
+                limit: f.number()?,
+            })
+        },
+        b"resume" => |f| {
+            Ok(Command::Resume {
+                mid: f.mid()?,
+                room: f.number()?,
+                epoch: f.number()?,
+                seq: f.number()?,
+            })
+        },
+        b"sequenced" => |f| {
+            Ok(Command::Sequenced {
+                mid: f.mid()?,
+                on: f.number()? != 0,
+            })
+        },
         _ => return None,
     })
 }
@@ -426,6 +464,8 @@ pub mod error_text {
     pub const NAME_TOO_LONG: &str = "That name is too long.";
     pub const QUESTION_TOO_LONG: &str = "That question is too long.";
     pub const ANSWER_TOO_LONG: &str = "That answer is too long.";
+    /// `resume` from a sequence number the room has not reached (§12).
+    pub const BAD_HISTORY_RANGE: &str = "Invalid history range.";
 
     /// After too many failed guesses of a password or answer.
     pub fn try_later(secs: u64) -> String {
@@ -491,6 +531,22 @@ pub enum Reply<'a> {
         client: u64,
         user: u64,
         message: &'a str,
+    },
+    /// A room message for a connection that asked for `sequenced` (§12).
+    ChatSeq {
+        mid: u64,
+        room: u64,
+        client: u64,
+        user: u64,
+        epoch: u64,
+        seq: u64,
+        message: &'a str,
+    },
+    /// The end of a resume: `flag` 1 complete, 0 not recovered.
+    Recovered {
+        mid: u64,
+        room: u64,
+        flag: u64,
     },
     Msg {
         mid: u64,
@@ -618,6 +674,25 @@ impl Reply<'_> {
                 .num(client)
                 .num(user)
                 .str(message),
+            Reply::ChatSeq {
+                mid,
+                room,
+                client,
+                user,
+                epoch,
+                seq,
+                message,
+            } => Enc::open(buf, "chatseq")
+                .num(mid)
+                .num(room)
+                .num(client)
+                .num(user)
+                .num(epoch)
+                .num(seq)
+                .str(message),
+            Reply::Recovered { mid, room, flag } => {
+                Enc::open(buf, "recovered").num(mid).num(room).num(flag)
+            }
             Reply::Msg {
                 mid,
                 client,
@@ -751,6 +826,39 @@ impl<'b> FoundUsersWriter<'b> {
 
     pub fn user(&mut self, user: u64, username: &str, status: u64) {
         self.0.reborrow().num(user).str(username).num(status);
+    }
+
+    pub fn finish(self) {
+        self.0.0.push(b')');
+    }
+}
+
+/// Writes `history(M,R,epoch,` `[seq,C,U,username,datesent,message]…` `)`:
+/// [`message`](Self::message) per kept message, then [`finish`](Self::finish).
+pub struct HistoryWriter<'b>(Enc<'b>);
+
+impl<'b> HistoryWriter<'b> {
+    pub fn new(buf: &'b mut Vec<u8>, mid: u64, room: u64, epoch: u64) -> Self {
+        HistoryWriter(Enc::open(buf, "history").num(mid).num(room).num(epoch))
+    }
+
+    pub fn message(
+        &mut self,
+        seq: u64,
+        client: u64,
+        user: u64,
+        username: &str,
+        sent: u64,
+        message: &str,
+    ) {
+        self.0
+            .reborrow()
+            .num(seq)
+            .num(client)
+            .num(user)
+            .str(username)
+            .num(sent)
+            .str(message);
     }
 
     pub fn finish(self) {

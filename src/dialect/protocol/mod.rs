@@ -5,8 +5,8 @@
 pub mod codec;
 
 use codec::{
-    ChatroomListWriter, Command, FoundUsersWriter, MembersWriter, ParseError, Reply, UsersWriter,
-    error_text as text,
+    ChatroomListWriter, Command, FoundUsersWriter, HistoryWriter, MembersWriter, ParseError, Reply,
+    UsersWriter, error_text as text,
 };
 
 use super::ActorView;
@@ -112,6 +112,7 @@ pub fn request(command: Command) -> Request {
                 room: RoomRef::Id(room),
                 leave_others,
                 answer,
+                since: None,
             },
         ),
         C::LeaveChatroom { mid, room } => (
@@ -238,6 +239,35 @@ pub fn request(command: Command) -> Request {
             (mid, Kind::DeleteAccount, Intent::DeleteAccount { password })
         }
         C::FindUsers { mid, pattern } => (mid, Kind::FindUsers, Intent::FindUsers { pattern }),
+        C::GetHistory {
+            mid,
+            room,
+            before,
+            limit,
+        } => (
+            mid,
+            Kind::History,
+            Intent::History {
+                room: RoomRef::Id(room),
+                before,
+                limit,
+            },
+        ),
+        C::Resume {
+            mid,
+            room,
+            epoch,
+            seq,
+        } => (
+            mid,
+            Kind::Resume,
+            Intent::Resume {
+                room: RoomRef::Id(room),
+                epoch,
+                seq,
+            },
+        ),
+        C::Sequenced { mid, on } => (mid, Kind::Sequenced, Intent::Sequenced { on }),
     };
     Request::plain(Some(mid), kind, Ok(intent))
 }
@@ -251,9 +281,15 @@ pub fn actor_view(event: &Event<'_>) -> ActorView {
     }
 }
 
-/// Writes `event` as seen by its actor (`as_actor`) or by everyone else. Every event has a
-/// command-protocol form.
-pub fn event(buf: &mut Vec<u8>, mid: u64, event: &Event<'_>, as_actor: bool) -> bool {
+/// Writes `event` as seen by its actor (`as_actor`) or by everyone else; room messages as
+/// `chatseq` for `sequenced` connections. Every event has a command-protocol form.
+pub fn event(
+    buf: &mut Vec<u8>,
+    mid: u64,
+    event: &Event<'_>,
+    as_actor: bool,
+    sequenced: bool,
+) -> bool {
     let invitation;
     let reply = match *event {
         Event::Welcome { client } => Reply::YourChatClientId { client },
@@ -287,6 +323,22 @@ pub fn event(buf: &mut Vec<u8>, mid: u64, event: &Event<'_>, as_actor: bool) -> 
             user: who.user,
             username: who.name,
             count,
+        },
+        Event::Said {
+            room,
+            who,
+            epoch,
+            seq,
+            text,
+            ..
+        } if sequenced => Reply::ChatSeq {
+            mid,
+            room,
+            client: who.client,
+            user: who.user,
+            epoch,
+            seq,
+            message: text,
         },
         Event::Said {
             room, who, text, ..
@@ -360,7 +412,9 @@ pub fn reply(
         }
         .encode(buf),
         Ok(Answer::Done | Answer::LoggedIn { .. }) => Reply::Success { mid: m }.encode(buf),
-        Ok(Answer::Confirmed | Answer::Silent | Answer::InRoom { .. }) => return false,
+        Ok(Answer::Confirmed | Answer::Said { .. } | Answer::Silent | Answer::InRoom { .. }) => {
+            return false;
+        }
         Ok(Answer::Registered { user }) => Reply::Registered {
             mid: m,
             user: *user,
@@ -402,6 +456,24 @@ pub fn reply(
             }
             list.finish();
         }
+        Ok(Answer::History {
+            room,
+            epoch,
+            messages,
+            ..
+        }) => {
+            let mut list = HistoryWriter::new(buf, m, *room, *epoch);
+            for h in messages {
+                list.message(h.seq, h.client, h.user, h.name, h.sent, h.text);
+            }
+            list.finish();
+        }
+        Ok(Answer::Recovered { room, complete, .. }) => Reply::Recovered {
+            mid: m,
+            room: *room,
+            flag: u64::from(*complete),
+        }
+        .encode(buf),
         Ok(Answer::Found { total, users }) => {
             let mut list = FoundUsersWriter::new(buf, m, *total);
             for u in users {
@@ -478,6 +550,7 @@ fn error_text(error: &ChatError, kind: Kind) -> Cow<'static, str> {
         ChatError::WrongAnswer => text::WRONG_ANSWER,
         ChatError::SnapNotFound => text::SNAP_NOT_FOUND,
         ChatError::NotYourSnap => text::NOT_YOUR_SNAP,
+        ChatError::BadHistoryRange => text::BAD_HISTORY_RANGE,
         ChatError::NotAMember => match kind {
             Kind::RoomMembers => text::NOT_A_MEMBER,
             Kind::Leave => text::NOT_IN_THIS_ROOM,

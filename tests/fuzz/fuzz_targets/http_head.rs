@@ -65,7 +65,7 @@ fn check(buf: &[u8], head: &Head) {
                 Route::Upgrade { response, service } => {
                     assert!(response.starts_with(b"HTTP/1.1 101 "));
                     assert!(response.ends_with(b"\r\n\r\n"));
-                    if let Service::Chat(Entry::RoomUrl { room, nickname }) = service {
+                    if let Service::Chat(Entry::RoomUrl { room, nickname, .. }) = service {
                         assert_room_field(room);
                         assert_room_field(nickname);
                         assert!(!nickname.chars().any(char::is_control));

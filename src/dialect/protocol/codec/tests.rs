@@ -100,9 +100,12 @@ fn command_kind(c: &Command) -> usize {
         ChangePassword { .. } => 20,
         DeleteAccount { .. } => 21,
         FindUsers { .. } => 22,
+        GetHistory { .. } => 23,
+        Resume { .. } => 24,
+        Sequenced { .. } => 25,
     }
 }
-const COMMAND_KINDS: usize = 23;
+const COMMAND_KINDS: usize = 26;
 
 /// Which `Reply` variant; exhaustive for the same reason as [`command_kind`].
 fn reply_kind(r: &Reply<'_>) -> usize {
@@ -125,9 +128,11 @@ fn reply_kind(r: &Reply<'_>) -> usize {
         Snap { .. } => 14,
         Queued { .. } => 15,
         OfflineMsg { .. } => 16,
+        ChatSeq { .. } => 17,
+        Recovered { .. } => 18,
     }
 }
-const REPLY_KINDS: usize = 17;
+const REPLY_KINDS: usize = 19;
 
 #[test]
 fn the_vectors_cover_every_variant() {

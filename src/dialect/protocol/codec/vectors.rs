@@ -7,8 +7,8 @@
 //! a new command or reply gets its example once and both checks see it.
 
 use super::{
-    ChatroomListWriter, Command, FoundUsersWriter, MembersWriter, ParseError, Reply, Secret,
-    UsersWriter, error_text,
+    ChatroomListWriter, Command, FoundUsersWriter, HistoryWriter, MembersWriter, ParseError, Reply,
+    Secret, UsersWriter, error_text,
 };
 
 fn secret(s: &str) -> Secret {
@@ -177,6 +177,25 @@ pub fn commands() -> Vec<(&'static [u8], Command)> {
                 pattern: "a*?c".into(),
             },
         ),
+        (
+            b"gethistory(24,1,500,50)",
+            GetHistory {
+                mid: 24,
+                room: 1,
+                before: 500,
+                limit: 50,
+            },
+        ),
+        (
+            b"resume(25,1,4242,17)",
+            Resume {
+                mid: 25,
+                room: 1,
+                epoch: 4242,
+                seq: 17,
+            },
+        ),
+        (b"sequenced(26,1)", Sequenced { mid: 26, on: true }),
         // Missing trailing fields take their defaults: 0 and the empty string.
         (
             b"addchatroom(1,5,lobby)",
@@ -336,6 +355,8 @@ pub fn parse_errors() -> Vec<(&'static [u8], ParseError)> {
         (b"getchatroomlist(0x1)", syntax(None)),
         (b"send(x,1,1,a)", syntax(None)),
         (b"findusers(x,1,a)", syntax(None)),
+        (b"gethistory(3,1,-1,10)", syntax(Some(3))),
+        (b"resume(4,1,1,99999999999999999999)", syntax(Some(4))),
         // Once the messageid is read, the error carries it.
         (b"leavechatroom(3,-1)", syntax(Some(3))),
         (b"leavechatroom(3,1e3)", syntax(Some(3))),
@@ -367,6 +388,26 @@ pub fn replies() -> Vec<(Reply<'static>, &'static str)> {
     vec![
         (YourChatClientId { client: 7 }, "yourchatclientid(7,)"),
         (Success { mid: 3 }, "success(3,)"),
+        (
+            ChatSeq {
+                mid: 2,
+                room: 1,
+                client: 1,
+                user: 0,
+                epoch: 4242,
+                seq: 3,
+                message: "hello",
+            },
+            "chatseq(2,1,1,0,4242,3,5,hello)",
+        ),
+        (
+            Recovered {
+                mid: 3,
+                room: 1,
+                flag: 1,
+            },
+            "recovered(3,1,1,)",
+        ),
         (
             Error {
                 text: error_text::NOT_UNDERSTOOD,
@@ -569,6 +610,21 @@ pub fn lists() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         "usersinchatroom",
         buf,
         "usersinchatroom(5,1,1,42,5,alice2,0,0,)",
+    ));
+
+    let mut buf = Vec::new();
+    HistoryWriter::new(&mut buf, 6, 1, 4242).finish();
+    out.push(("an empty history", buf, "history(6,1,4242,)"));
+
+    let mut buf = Vec::new();
+    let mut list = HistoryWriter::new(&mut buf, 7, 1, 4242);
+    list.message(3, 1, 42, "alice", 1_700_000_000, "hi, (all)");
+    list.message(4, 2, 0, "", 1_700_000_001, "");
+    list.finish();
+    out.push((
+        "history",
+        buf,
+        "history(7,1,4242,3,1,42,5,alice1700000000,9,hi, (all)4,2,0,0,1700000001,0,)",
     ));
 
     let mut buf = Vec::new();
