@@ -18,7 +18,8 @@
 #
 # Environment: RUNS (3), SERVERS ("ours ours-protocol uws fastws tokio"), SCENARIOS
 # ("S1 S2 S3 S4"), READ_BATCH_US (200), SERVER_CPU (0), CLIENT_CPU (1), PEERS (stress/peers), PEERS_TARGET
-# (target/peers), BASE_PORT (19700), RESULTS (target/bench/DATE), OURS_ARGS (extra flags for
+# (target/peers), BASE_PORT (19700), RESULTS (target/bench/DATE), OURS_BIN (the server binary
+# measured as "ours", default target/release/websocket), OURS_ARGS (extra flags for
 # this server, e.g. "--history-size 0" to compare without room history). Raw JSON reports and
 # server logs are kept in $RESULTS.
 set -euo pipefail
@@ -35,6 +36,8 @@ PORT=${BASE_PORT:-19700}
 RESULTS=${RESULTS:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
 PASSWORD=bench-password
 STRESS=$ROOT/target/release/stress
+# The server binary measured as "ours" (e.g. an older build, for before/after figures).
+OURS_BIN=${OURS_BIN:-$ROOT/target/release/websocket}
 
 for tool in jq taskset cargo g++; do
     command -v "$tool" >/dev/null || { echo "bench.sh needs $tool (apt-get install jq util-linux g++)" >&2; exit 1; }
@@ -86,7 +89,7 @@ start_server() { # name port logfile
             # client and end the ramp before it can bisect (the peers queue without limit).
             local tls=()
             [ "$name" = ours-tls ] && tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
-            taskset -c "$SERVER_CPU" "$ROOT/target/release/websocket" "$port" "$PASSWORD" \
+            taskset -c "$SERVER_CPU" "$OURS_BIN" "$port" "$PASSWORD" \
                 --bind 127.0.0.1 --rate-limit 0 --max-outbound 67108864 --data :memory: "${tls[@]}" \
                 ${OURS_ARGS:-} >"$logfile" 2>&1 &
             ;;
