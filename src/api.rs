@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::chat::{ApiDone, Chat, ChatError, ConnId, Dialect, Sink};
+use crate::chat::{ApiDone, Chat, ChatError, ConnId, Dialect, Sent, Sink};
 use crate::webhook;
 
 /// Where the admin API lives.
@@ -530,16 +530,11 @@ pub fn answer(
             to_rooms,
             text,
         } => {
-            let sent = chat.server_send(&to_users, &to_rooms, &text, now, out);
-            Reply::json(
-                200,
-                &json!({
-                    "connections": sent.connections,
-                    "queued": sent.queued,
-                    "queue_full": sent.queue_full,
-                    "unknown": sent.unknown,
-                }),
-            )
+            match chat.server_send(http, &to_users, &to_rooms, &text, now, out) {
+                Some(sent) => sent_reply(&sent),
+                // Messages were queued: answered once the store has them.
+                None => return None,
+            }
         }
     })
 }
@@ -549,8 +544,23 @@ pub fn done(result: Result<ApiDone, ChatError>) -> Reply {
     match result {
         Ok(ApiDone::RoomCreated { id }) => Reply::json(200, &json!({ "created": id })),
         Ok(ApiDone::RoomDeleted { id }) => Reply::json(200, &json!({ "deleted": id })),
+        Ok(ApiDone::Sent(sent)) => sent_reply(&sent),
         Err(e) => refusal(&e),
     }
+}
+
+/// What `POST /api/v1/send` did.
+fn sent_reply(sent: &Sent) -> Reply {
+    Reply::json(
+        200,
+        &json!({
+            "connections": sent.connections,
+            "queued": sent.queued,
+            "queue_full": sent.queue_full,
+            "failed": sent.failed,
+            "unknown": sent.unknown,
+        }),
+    )
 }
 
 /// The core's refusal of an API request, with a status that fits.

@@ -20,8 +20,14 @@ const SERVER: Who<'static> = Who {
 /// An operator's request the store committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiDone {
-    RoomCreated { id: u64 },
-    RoomDeleted { id: u64 },
+    RoomCreated {
+        id: u64,
+    },
+    RoomDeleted {
+        id: u64,
+    },
+    /// A send whose offline messages are all committed (or failed to be).
+    Sent(Sent),
 }
 
 /// How many of what the core holds, for `/api/v1/stats` and `/metrics`.
@@ -165,8 +171,10 @@ impl Chat {
 pub struct Sent {
     /// Connections the message went to.
     pub connections: u64,
-    /// Offline users it was queued for (handed to the store; delivered at their next login).
+    /// Offline users it was queued for (committed; delivered at their next login).
     pub queued: u64,
+    /// Offline users it could not be queued for: the store failed to commit it.
+    pub failed: u64,
     /// Offline users whose queue is full: not queued.
     pub queue_full: u64,
     /// Users and rooms named that do not exist.
@@ -176,17 +184,22 @@ pub struct Sent {
 impl Chat {
     /// A message from the server itself (userid 0): privately to every connection of each user
     /// in `users` (queued as an offline message for those not online), and said in each room
-    /// of `rooms`, rendered by every recipient's dialect.
+    /// of `rooms`, rendered by every recipient's dialect. The answer for `http` is `Some` at
+    /// once, or, when messages were queued, `None` and an [`Effect::ApiDone`] once they are
+    /// committed: a reply that says "queued" means stored.
+    #[allow(clippy::too_many_arguments)]
     pub fn server_send(
         &mut self,
+        http: ConnId,
         users: &[u64],
         rooms: &[u64],
         text: &str,
         now: u64,
         out: &mut dyn Sink,
-    ) -> Sent {
+    ) -> Option<Sent> {
         let server = SERVER;
         let mut sent = Sent::default();
+        let mut queued = Vec::new();
         let mut targets: Vec<ConnId> = Vec::new();
         for &id in users {
             match self.users.get(id) {
@@ -204,9 +217,7 @@ impl Chat {
                         sent: now,
                         text: text.to_string(),
                     };
-                    let change = Change::PutOffline(message.clone());
-                    self.background(Then::ServerQueued(message), change, out);
-                    sent.queued += 1;
+                    queued.push(message);
                 }
                 Some(u) => targets.extend(u.conns.iter().copied()),
             }
@@ -238,7 +249,15 @@ impl Chat {
             };
             self.tell_room(id, None, 0, &event, out);
         }
-        sent
+        if queued.is_empty() {
+            return Some(sent);
+        }
+        let batch = self.pending.api_send(http, sent, queued.len() as u64);
+        for message in queued {
+            let change = Change::PutOffline(message.clone());
+            self.background(Then::ServerQueued { message, batch }, change, out);
+        }
+        None
     }
 }
 

@@ -99,7 +99,11 @@ pub(super) enum Then {
         room: u64,
     },
     /// A message from the server to an offline user (`POST /api/v1/send`).
-    ServerQueued(StoredOffline),
+    /// One of the offline messages of an API send (`batch`) was committed, or not.
+    ServerQueued {
+        message: StoredOffline,
+        batch: u64,
+    },
     RoomsReserved {
         up_to: u64,
     },
@@ -147,6 +151,20 @@ pub(super) struct Pending {
     waiting: HashMap<u64, Parked>,
     /// Hash jobs handed out and not answered yet.
     hashing: usize,
+    /// API sends waiting for their offline messages' commits: the HTTP connection, the answer
+    /// so far, and the commits still to come.
+    api_sends: HashMap<u64, (ConnId, super::Sent, u64)>,
+    last_api_send: u64,
+}
+
+impl Pending {
+    /// Registers an API send with `commits` offline messages on their way to the store.
+    pub fn api_send(&mut self, http: ConnId, sent: super::Sent, commits: u64) -> u64 {
+        self.last_api_send += 1;
+        self.api_sends
+            .insert(self.last_api_send, (http, sent, commits));
+        self.last_api_send
+    }
 }
 
 impl Chat {
@@ -473,9 +491,22 @@ impl Chat {
             Then::Nothing => {}
             Then::ApiRoomStored { http, room } => self.api_room_stored(http, room, stored, out),
             Then::ApiRoomDeleted { http, room } => self.api_room_deleted(http, room, stored, out),
-            Then::ServerQueued(message) => {
+            Then::ServerQueued { message, batch } => {
+                let Some((http, sent, left)) = self.pending.api_sends.get_mut(&batch) else {
+                    return;
+                };
                 if stored {
                     self.offline.push(message);
+                    sent.queued += 1;
+                } else {
+                    sent.failed += 1;
+                }
+                *left -= 1;
+                if *left == 0 {
+                    let (http, sent) = (*http, *sent);
+                    self.pending.api_sends.remove(&batch);
+                    let result = Ok(super::ApiDone::Sent(sent));
+                    out.emit(Effect::ApiDone { conn: http, result });
                 }
             }
         }

@@ -501,6 +501,33 @@ fn rooms_are_made_and_removed_and_offline_users_get_queued_messages() {
 }
 
 #[test]
+fn a_send_that_says_queued_survives_kill_9() {
+    let dir = crate::common::TempDir::new("api-send");
+    let data = dir.file("chat.db");
+    let mut server = TestServer::start_with(&["--api-key", KEY, "--data", &data]);
+    let (mut c, _) = server.chat_client();
+    c.send("adduser(1,43,3,bob6,secret2,pw)");
+    assert_eq!(c.recv(), "success(1,)");
+    let (status, sent) = Api::new(&server).post(
+        "/api/v1/send",
+        "application/json",
+        r#"{"to_users":[43],"text":"kept"}"#,
+    );
+    assert_eq!((status, sent["queued"].as_u64()), (200, Some(1)), "{sent}");
+    // The reply came after the commit: a crash right after it loses nothing.
+    server.kill9();
+    let server = TestServer::start_with(&["--api-key", KEY, "--data", &data]);
+    let (mut bob, _) = server.chat_client();
+    bob.send("login(2,3,bob6,secret)");
+    assert_eq!(bob.recv(), "success(2,)");
+    let offline = bob.recv();
+    assert!(
+        offline.starts_with("offlinemsg(0,6,server") && offline.ends_with(",4,kept)"),
+        "{offline}"
+    );
+}
+
+#[test]
 fn store_commits_are_timed_when_there_is_a_store() {
     let dir = crate::common::TempDir::new("api-store");
     let data = dir.file("chat.db");
