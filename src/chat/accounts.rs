@@ -581,16 +581,7 @@ impl Chat {
             }
             _ => return Err(ChatError::NotLoggedIn),
         };
-        self.before_guess(conn, Some(user), now)?;
-        let hash = self
-            .users
-            .get(user)
-            .map(|u| u.hash.clone())
-            .unwrap_or_default();
-        let work = Work::Hash(HashJob::Verify {
-            password: old,
-            hash: hash.clone(),
-        });
+        let (hash, work) = self.check_own_password(conn, user, old, now)?;
         self.park(
             conn,
             re,
@@ -637,6 +628,20 @@ impl Chat {
             .get(conn)
             .and_then(|c| c.user())
             .ok_or(ChatError::NotLoggedIn)?;
+        let (hash, work) = self.check_own_password(conn, user, password, now)?;
+        self.park(conn, re, Then::DeleteVerified { user, hash }, work, out)
+    }
+
+    /// The hasher's work to check `password` against `user`'s own (a guess, refused unchecked
+    /// during a lockout), and the hash it is checked against, which the continuation compares
+    /// with the user's hash then (a change meanwhile fails the check).
+    fn check_own_password(
+        &mut self,
+        conn: ConnId,
+        user: u64,
+        password: Secret,
+        now: u64,
+    ) -> Result<(String, Work), ChatError> {
         self.before_guess(conn, Some(user), now)?;
         let hash = self
             .users
@@ -647,7 +652,7 @@ impl Chat {
             password,
             hash: hash.clone(),
         });
-        self.park(conn, re, Then::DeleteVerified { user, hash }, work, out)
+        Ok((hash, work))
     }
 
     /// A user's deletion is committed: its connections are logged out and told; messages
