@@ -160,6 +160,16 @@ pub struct LogicCounters {
     pub batch: Histogram,
     /// How long the store took per group commit, as it reported; `None` without a store.
     pub commit: Option<Histogram>,
+    /// On a cluster node: whether Redis can be reached, and room messages heard from other
+    /// nodes (a node hears only rooms it has members in).
+    pub cluster: Option<ClusterCounters>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClusterCounters {
+    pub link_up: bool,
+    pub room_messages_in: u64,
+    pub replicas_in: u64,
 }
 
 impl LogicCounters {
@@ -172,6 +182,7 @@ impl LogicCounters {
             bytes_out: 0,
             batch: Histogram::new(&BATCH_BUCKETS),
             commit: with_store.then(|| Histogram::new(&COMMIT_BUCKETS)),
+            cluster: None,
         }
     }
 }
@@ -466,7 +477,16 @@ pub fn answer(
     Some(match request {
         ApiRequest::CreateRoom { name } => return later(chat.api_create_room(http, name, out)),
         ApiRequest::DeleteRoom { id } => return later(chat.api_delete_room(http, id, out)),
-        ApiRequest::Health => Reply::json(200, &json!({ "status": "ok" })),
+        ApiRequest::Health => match counters.cluster {
+            // A node cut off from the others serves its own connections only: a load
+            // balancer should send new clients elsewhere.
+            Some(c) if !c.link_up => Reply::json(
+                503,
+                &json!({ "status": "degraded", "cluster": "unreachable" }),
+            ),
+            Some(_) => Reply::json(200, &json!({ "status": "ok", "cluster": "up" })),
+            None => Reply::json(200, &json!({ "status": "ok" })),
+        },
         ApiRequest::Stats { net } => Reply::json(200, &stats(chat, &net, counters)),
         ApiRequest::Metrics { net } => Reply {
             status: 200,
@@ -788,6 +808,26 @@ fn metrics(
             "counter",
             "Webhook events given up after every retry failed.",
             &[("", n(&h.failed))],
+        );
+    }
+    if let Some(c) = &logic.cluster {
+        metric(
+            "cluster_link_up",
+            "gauge",
+            "1 while this node reaches Redis (and so the other nodes).",
+            &[("", u64::from(c.link_up))],
+        );
+        metric(
+            "cluster_room_messages_received_total",
+            "counter",
+            "Room messages heard from other nodes.",
+            &[("", c.room_messages_in)],
+        );
+        metric(
+            "cluster_updates_received_total",
+            "counter",
+            "Everything heard from other nodes (presence, changes, messages).",
+            &[("", c.replicas_in)],
         );
     }
     logic.batch.render(

@@ -75,6 +75,9 @@ pub struct Config {
     /// the id counters across restarts. Default `websocket.db` in the working directory; `None`
     /// (`--data :memory:`) keeps nothing.
     pub data: Option<PathBuf>,
+    /// Run as a node of a cluster sharing everything through Redis (`--redis`); then Redis,
+    /// not `data`, keeps the durable state. Default none: a single server.
+    pub cluster: Option<crate::cluster::Settings>,
     /// The argon2id cost of password hashes. Default 19 MiB and 2 passes (OWASP's first
     /// choice): about 20–40 ms of one core per hash. Cheaper makes stolen hashes cheaper to
     /// crack; dearer makes logins slower and each running hash take that much memory.
@@ -150,6 +153,7 @@ impl Config {
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             data: Some(PathBuf::from("websocket.db")),
+            cluster: None,
             argon2: crate::auth::Cost::DEFAULT,
             hash_workers: 2,
             rate_limit: 100,

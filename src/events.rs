@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::api::{ApiRequest, Reply};
 pub use crate::chat::{ConnId, Recipients};
-use crate::chat::{Entry, Hashed, Peer, Request};
+use crate::chat::{Entry, Hashed, Peer, Replica, Request};
 
 /// Into the logic thread, from the net thread, the store and the password hashers. The channel
 /// carries a `Vec` of these per batch (a net-loop turn, a group commit), so the logic thread is
@@ -41,6 +41,8 @@ pub enum ToLogic {
         results: Vec<(u64, Result<(), String>)>,
         took: std::time::Duration,
     },
+    /// What another node of the cluster did (from the cluster bridge).
+    Cluster(Replica),
     /// Periodic clock tick (once a second) for time-driven state such as snap expiry.
     Tick,
     /// The process is shutting down; the logic thread finishes and exits.

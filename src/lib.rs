@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod chat;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod crash;
 pub mod dialect;

@@ -183,6 +183,24 @@ struct ServeArgs {
     /// restarts (`:memory:` keeps nothing).
     #[arg(long, value_name = "PATH", default_value = "websocket.db")]
     data: String,
+    /// Run as a node of a cluster: rooms, users and messages are shared with the other nodes
+    /// through this Redis server, which then keeps the durable state instead of --data
+    /// (docs/cluster.md).
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// This node's name in the cluster, unique among the nodes running (default: host,
+    /// process id and a random part). A node restarted under the same name replaces its
+    /// previous run at once.
+    #[arg(long, value_name = "NAME", requires = "redis")]
+    node_id: Option<String>,
+    /// Prefix of every Redis key and channel of this cluster, so clusters can share a Redis.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "websocket",
+        requires = "redis"
+    )]
+    redis_prefix: String,
     /// Memory per password hash, KiB (argon2id; more is slower to brute-force, and costs that
     /// much RAM per hash running).
     #[arg(long, value_name = "KIB", default_value_t = websocket::auth::Cost::DEFAULT.memory_kib)]
@@ -303,6 +321,26 @@ impl ServeArgs {
             ":memory:" => None,
             path => Some(PathBuf::from(path)),
         };
+        if let Some(url) = self.redis {
+            let node = self
+                .node_id
+                .unwrap_or_else(websocket::cluster::default_node_id);
+            let safe = |s: &str| {
+                !s.is_empty()
+                    && s.len() <= 64
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            };
+            if !safe(&node) || !safe(&self.redis_prefix) {
+                startup_error("--node-id and --redis-prefix: 1 to 64 of A-Z a-z 0-9 - _ .");
+            }
+            c.data = None;
+            c.cluster = Some(websocket::cluster::Settings {
+                url,
+                node,
+                prefix: self.redis_prefix,
+            });
+        }
         c.argon2 = websocket::auth::Cost {
             memory_kib: self.argon2_memory_kib,
             iterations: self.argon2_iterations,

@@ -56,7 +56,15 @@ impl Server {
         if let Some(url) = &config.auth_url {
             hasher = hasher.with_backend(url.clone(), config.auth_timeout);
         }
+        let (to_logic, logic_rx) = unbounded();
+        let joined = config
+            .cluster
+            .clone()
+            .map(|settings| crate::cluster::join(settings, to_logic.clone()))
+            .transpose()
+            .map_err(invalid)?;
         let (store, snapshot) = match &config.data {
+            _ if joined.is_some() => (None, Snapshot::default()),
             Some(path) => {
                 let (store, snapshot) = Store::open(path).map_err(|e| invalid(e.0))?;
                 (Some(store), snapshot)
@@ -67,7 +75,6 @@ impl Server {
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (to_logic, logic_rx) = unbounded();
         let (to_net, net_rx) = unbounded();
         let stop = Arc::new(AtomicBool::new(false));
         let parts = NetParts {
@@ -106,21 +113,41 @@ impl Server {
             }
             None => (None, None),
         };
-        let chat = Chat::new(
-            config.server_password.as_bytes(),
-            config.limits.clone(),
-            snapshot,
-        );
+        let (mut chat, cluster) = match joined {
+            Some(joined) => {
+                let (bridge, cluster) = joined.spawn()?;
+                let mut chat = Chat::new(
+                    config.server_password.as_bytes(),
+                    config.limits.clone(),
+                    cluster.snapshot,
+                );
+                chat.join_cluster(cluster.ids);
+                (chat, Some((bridge, cluster.roster)))
+            }
+            None => {
+                let chat = Chat::new(
+                    config.server_password.as_bytes(),
+                    config.limits.clone(),
+                    snapshot,
+                );
+                (chat, None)
+            }
+        };
         let webhooks = if config.webhooks.is_empty() {
             None
         } else {
             Some(Webhooks::start(&config.webhooks)?)
         };
+        let (bridge, roster) = cluster.unzip();
         let workers = Workers::Threads {
             webhooks,
             hashers: hash_tx,
             store: store_tx,
+            cluster: bridge,
         };
+        if let Some(roster) = roster {
+            chat.replicate(roster, 0, &mut crate::chat::Discard);
+        }
         let logic = Logic::with(chat, workers);
         let logic_waker = waker.clone();
         let logic = thread::Builder::new().name("logic".into()).spawn(move || {

@@ -48,6 +48,7 @@ pub(super) struct Users {
     last_seq: u64,
     /// The highest userid ever handed out: `register` takes the next, so none is reused.
     highest_id: u64,
+    pub ids: super::Ids,
     /// Names and ids of users being created (waiting for a hash or a commit), so two requests
     /// cannot both take them.
     reserved_names: HashSet<String>,
@@ -121,9 +122,10 @@ impl Users {
     /// Prepares a user for its commit: hands out its id (the next one unless given) and its
     /// place in the order. The user exists once [`Users::born`] is called after the commit.
     pub fn conceive(&mut self, id: Option<u64>, name: String, hash: String) -> StoredUser {
-        let id = id.unwrap_or(self.highest_id + 1);
+        let id = id.unwrap_or_else(|| self.ids.after(self.highest_id));
         self.highest_id = self.highest_id.max(id);
-        self.last_seq += 1;
+        // Seqs come from the same id space, so two nodes adding users at once cannot clash.
+        self.last_seq = self.ids.after(self.last_seq);
         let user = User {
             name: name.clone(),
             hash: hash.clone(),
@@ -484,10 +486,13 @@ impl Chat {
             Identity::User(old) => {
                 if let Some(u) = self.users.get_mut(old) {
                     u.conns.remove(&conn);
-                    out.emit(super::Effect::Notify(super::Notice::Logout {
-                        user: old,
-                        name: &u.name,
-                    }));
+                    // Each node tells its webhooks of its own connections only.
+                    if !conn.is_remote() {
+                        out.emit(super::Effect::Notify(super::Notice::Logout {
+                            user: old,
+                            name: &u.name,
+                        }));
+                    }
                 }
             }
             Identity::Nick(old) if c.dialect == Dialect::Json => {
@@ -501,10 +506,12 @@ impl Chat {
             Identity::User(new) => {
                 if let Some(u) = self.users.get_mut(new) {
                     u.conns.insert(conn);
-                    out.emit(super::Effect::Notify(super::Notice::Login {
-                        user: new,
-                        name: &u.name,
-                    }));
+                    if !conn.is_remote() {
+                        out.emit(super::Effect::Notify(super::Notice::Login {
+                            user: new,
+                            name: &u.name,
+                        }));
+                    }
                 }
             }
             Identity::Nick(name) if c.dialect == Dialect::Json => {
@@ -512,6 +519,7 @@ impl Chat {
             }
             Identity::Nick(_) | Identity::Anonymous => {}
         }
+        self.share_presence(conn, out);
     }
 
     /// `register`: the name and password rules, then a hash, then a commit.
@@ -559,7 +567,7 @@ impl Chat {
         if stored {
             Ok(())
         } else {
-            Err(ChatError::StoreFailed)
+            Err(self.store_failed())
         }
     }
 

@@ -11,7 +11,7 @@ use super::{
 };
 
 /// How the server itself appears as a sender.
-const SERVER: Who<'static> = Who {
+pub(super) const SERVER: Who<'static> = Who {
     client: 0,
     user: 0,
     name: "server",
@@ -303,7 +303,7 @@ impl Chat {
         out: &mut dyn Sink,
     ) {
         if !stored {
-            let result = Err(ChatError::StoreFailed);
+            let result = Err(self.store_failed());
             return out.emit(Effect::ApiDone { conn: http, result });
         }
         let id = room.id;
@@ -371,7 +371,7 @@ impl Chat {
             self.delete_room(room, 0, out);
             Ok(ApiDone::RoomDeleted { id: room })
         } else {
-            Err(ChatError::StoreFailed)
+            Err(self.store_failed())
         };
         out.emit(Effect::ApiDone { conn: http, result });
     }

@@ -2,13 +2,14 @@
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::pending::Queue;
-use super::{ConnId, ConnMap, Dialect, Peer, Recipients};
+use super::{ConnId, ConnMap, Dialect, Ids, Peer, Recipients};
 
 /// Who a connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Identity {
+pub enum Identity {
     Anonymous,
     /// A name without an account: a room-URL nickname or a JSON guest login.
     Nick(String),
@@ -36,6 +37,8 @@ pub(super) struct Conn {
     pub held: bool,
     /// Where it comes from, for per-address quotas and guess counting.
     pub peer: Peer,
+    /// The cluster node that holds it, for a connection of another node.
+    pub node: Option<Arc<str>>,
 }
 
 impl Conn {
@@ -53,6 +56,9 @@ pub(super) struct Conns {
     /// By chatclientid, so in connection order.
     by_client: BTreeMap<u64, ConnId>,
     last_client: u64,
+    pub ids: Ids,
+    /// Slots of the stand-ins for other nodes' connections.
+    last_remote: u32,
     /// Every connection per dialect, in connection order, built on first use after a
     /// connection came or went.
     everyone: [OnceCell<Recipients>; 3],
@@ -64,7 +70,7 @@ impl Conns {
     /// Registers a new connection and returns its chatclientid (counting from 1, never
     /// reused).
     pub fn open(&mut self, conn: ConnId, dialect: Dialect, identity: Identity, peer: Peer) -> u64 {
-        self.last_client += 1;
+        self.last_client = self.ids.after(self.last_client);
         let client = self.last_client;
         let c = Conn {
             client,
@@ -77,6 +83,7 @@ impl Conns {
             queue: Queue::new(),
             held: false,
             peer,
+            node: None,
         };
         self.by_id.insert(conn, c);
         self.by_client.insert(client, conn);
@@ -84,11 +91,64 @@ impl Conns {
         client
     }
 
+    /// Stands in for connection `client` of cluster node `node`: it can be a member, a user's
+    /// connection, a name in lists; what it is told goes to its node.
+    pub fn open_remote(
+        &mut self,
+        client: u64,
+        dialect: Dialect,
+        identity: Identity,
+        node: Arc<str>,
+    ) -> ConnId {
+        self.last_remote = self.last_remote.wrapping_add(1);
+        let conn = ConnId {
+            slot: self.last_remote,
+            generation: ConnId::REMOTE,
+        };
+        let c = Conn {
+            client,
+            dialect,
+            identity,
+            snaps_enabled: false,
+            sequenced: false,
+            rooms: BTreeSet::new(),
+            busy: false,
+            queue: Queue::new(),
+            held: false,
+            peer: Peer::default(),
+            node: Some(node),
+        };
+        self.by_id.insert(conn, c);
+        self.by_client.insert(client, conn);
+        conn
+    }
+
+    /// The connections held by node `node`.
+    pub fn of_node(&self, node: &str) -> Vec<ConnId> {
+        let on = |c: &Conn| c.node.as_deref() == Some(node);
+        self.by_id
+            .iter()
+            .filter(|(_, c)| on(c))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Every connection held by another node.
+    pub fn remote(&self) -> Vec<ConnId> {
+        self.by_id
+            .keys()
+            .copied()
+            .filter(|c| c.is_remote())
+            .collect()
+    }
+
     /// Takes a closing connection out of the server-wide audiences, so that what its leaving
     /// causes (a room deleted) is not addressed to it; [`Conns::remove`] forgets it after.
     pub fn retire(&mut self, conn: ConnId) {
         if let Some(c) = self.by_id.get(&conn) {
-            self.by_client.remove(&c.client);
+            if self.by_client.get(&c.client) == Some(&conn) {
+                self.by_client.remove(&c.client);
+            }
             self.everyone[c.dialect.index()] = OnceCell::new();
         }
     }
@@ -117,7 +177,7 @@ impl Conns {
         let all = self.everyone[dialect.index()].get_or_init(|| {
             self.by_client
                 .values()
-                .filter(|c| self.by_id[c].dialect == dialect)
+                .filter(|c| !c.is_remote() && self.by_id[c].dialect == dialect)
                 .copied()
                 .collect()
         });

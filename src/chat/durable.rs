@@ -8,6 +8,13 @@
 
 use super::Secret;
 
+/// A store's failure meaning the change conflicts with one another cluster node made first
+/// (the name is taken): refused as such, not as a storage failure.
+pub const STORE_CONFLICT: &str = "conflict";
+/// A store's failure meaning the shared state cannot be reached now (a cluster's Redis is
+/// down): refused as "busy", try again.
+pub const STORE_UNAVAILABLE: &str = "unavailable";
+
 /// One durable change, committed by the store in request order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {

@@ -75,6 +75,15 @@ impl Chat {
             text,
         };
         self.tell_everyone(false, Some(conn), mid, &event, out);
+        if self.cluster.is_some() {
+            let event = super::Relayed::of(&event).expect("a broadcast relays");
+            out.emit(super::Effect::Share(super::Shared::Relay {
+                node: None,
+                clients: Vec::new(),
+                mid,
+                event,
+            }));
+        }
         Ok(Answer::Done)
     }
 

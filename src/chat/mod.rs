@@ -22,9 +22,11 @@
 
 mod accounts;
 mod admin;
+mod cluster;
 mod conns;
 mod durable;
 mod history;
+mod ids;
 mod intent;
 mod limits;
 mod messages;
@@ -39,23 +41,26 @@ use std::sync::Arc;
 
 pub use accounts::{MAX_FOUND, NAME_LEN, PASSWORD_LEN, wildcard_match};
 pub use admin::{ApiDone, Census, RoomView, Sent, UserView};
+pub use cluster::{Person, Presence, Relayed, Replica, Shared, TempRoom};
+pub use conns::Identity;
 pub use durable::{
-    Change, HashJob, Hashed, Snapshot, StoredMessage, StoredOffline, StoredRoom, StoredSnap,
-    StoredUser,
+    Change, HashJob, Hashed, STORE_CONFLICT, STORE_UNAVAILABLE, Snapshot, StoredMessage,
+    StoredOffline, StoredRoom, StoredSnap, StoredUser,
 };
 pub use history::MAX_PAGE;
+pub use ids::Ids;
 pub use intent::{Intent, Kind, Request, Requires, RoomRef, Tag, Target};
 pub use limits::{Field, Limits, Peer, Quota};
 pub use output::{
-    Actor, Answer, ChatError, Dialect, Effect, Event, Farewell, Message, Notice, Resumed, RoomInfo,
-    Sink, SnapInfo, UserInfo, Who,
+    Actor, Answer, ChatError, Dialect, Discard, Effect, Event, Farewell, Message, Notice, Resumed,
+    RoomInfo, Sink, SnapInfo, UserInfo, Who,
 };
 pub use pending::MAX_QUEUED;
 pub use rooms::ROOM_ID_BLOCK;
 pub use secret::Secret;
 
 use accounts::Users;
-use conns::{Conns, Identity};
+use conns::Conns;
 use history::Epochs;
 use limits::{Guard, Guesser};
 use offline::Offline;
@@ -72,6 +77,17 @@ use snaps::Snaps;
 pub struct ConnId {
     pub slot: u32,
     pub generation: u32,
+}
+
+impl ConnId {
+    /// The generation that marks a connection held by another node of a cluster: the net
+    /// thread never reaches it (a slot is recycled long before its generation gets there).
+    const REMOTE: u32 = u32::MAX;
+
+    /// Whether this stands for a connection on another node.
+    pub fn is_remote(self) -> bool {
+        self.generation == Self::REMOTE
+    }
 }
 
 /// Hashes a [`ConnId`] with one multiplication instead of SipHash: every message looks its
@@ -171,6 +187,8 @@ pub struct Chat {
     guard: Guard,
     /// Draws each new room's history epoch.
     epochs: Epochs,
+    /// Set on a node of a cluster.
+    cluster: Option<cluster::Membership>,
 }
 
 impl Chat {
@@ -190,6 +208,7 @@ impl Chat {
             last_session: 0,
             guard: Guard::default(),
             epochs: Epochs::default(),
+            cluster: None,
         };
         chat.restore(snapshot);
         chat
@@ -313,13 +332,14 @@ impl Chat {
     /// The connection is gone (§7): it leaves every room (telling the others with messageid
     /// 0), is logged out, and is forgotten.
     pub fn close(&mut self, conn: ConnId, out: &mut dyn Sink) {
-        if self.conns.get(conn).is_none() {
+        let Some(client) = self.conns.get(conn).map(|c| c.client) else {
             return;
-        }
+        };
         self.conns.retire(conn);
         self.leave_all(conn, 0, false, out);
         self.set_identity(conn, Identity::Anonymous, out);
         self.conns.remove(conn);
+        self.share_gone(conn, client, out);
         self.guard.forget_conn(conn);
     }
 
@@ -586,10 +606,16 @@ impl Chat {
         out: &mut dyn Sink,
     ) {
         let mut groups: [Vec<ConnId>; 3] = Default::default();
+        let mut remote = Vec::new();
         for conn in conns {
-            if let Some(c) = self.conns.get(conn) {
+            if conn.is_remote() {
+                remote.push(conn);
+            } else if let Some(c) = self.conns.get(conn) {
                 groups[c.dialect.index()].push(conn);
             }
+        }
+        if !remote.is_empty() {
+            self.relay(&remote, mid, event, out);
         }
         for (dialect, group) in Dialect::ALL.into_iter().zip(groups) {
             if !group.is_empty() {

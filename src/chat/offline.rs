@@ -14,11 +14,12 @@ pub(super) struct Offline {
     /// (sent, id, recipient) of every queued message, to drop them when they get too old.
     by_age: BTreeSet<(u64, u64, u64)>,
     last_id: u64,
+    pub ids: super::Ids,
 }
 
 impl Offline {
     pub fn next_id(&mut self) -> u64 {
-        self.last_id += 1;
+        self.last_id = self.ids.after(self.last_id);
         self.last_id
     }
 
@@ -67,6 +68,16 @@ impl Offline {
         for m in self.queues.remove(&user).unwrap_or_default() {
             self.by_age.remove(&(m.sent, m.id, m.to));
         }
+    }
+
+    /// Drops the messages `ids` (handed over or expired on another node of a cluster).
+    pub fn remove(&mut self, ids: &[u64]) {
+        let gone: std::collections::HashSet<u64> = ids.iter().copied().collect();
+        self.queues.retain(|_, queue| {
+            queue.retain(|m| !gone.contains(&m.id));
+            !queue.is_empty()
+        });
+        self.by_age.retain(|&(_, id, _)| !gone.contains(&id));
     }
 
     /// Drops messages sent before `cutoff`; returns their ids.

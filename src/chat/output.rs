@@ -70,6 +70,8 @@ pub enum Effect<'a> {
     },
     /// Tell whoever watches from outside (webhooks) that something happened.
     Notify(Notice<'a>),
+    /// Tell the other nodes of the cluster what this node's connections did.
+    Share(super::Shared),
     /// A room-URL connection's upgrade is decided: let it in (`Ok`, before anything is sent
     /// to it), or refuse it (the core has already forgotten it).
     Admit {
@@ -140,6 +142,13 @@ pub enum Farewell {
 /// Where the effects of one step go. Implemented by the logic thread's router, and by tests.
 pub trait Sink {
     fn emit(&mut self, effect: Effect<'_>);
+}
+
+/// A sink for state changes nobody is there to be told about (before the server serves).
+pub struct Discard;
+
+impl Sink for Discard {
+    fn emit(&mut self, _: Effect<'_>) {}
 }
 
 /// How a connection appears in what others are told about it.

@@ -155,6 +155,8 @@ pub(super) struct Pending {
     /// so far, and the commits still to come.
     api_sends: HashMap<u64, (ConnId, super::Sent, u64)>,
     last_api_send: u64,
+    /// How the change being continued failed, for its refusal.
+    failure: Option<ChatError>,
 }
 
 impl Pending {
@@ -290,6 +292,15 @@ impl Chat {
         self.continue_with(then, result, step, out);
     }
 
+    /// Why the change just continued was not made: the store failed, another node of the
+    /// cluster took the name first, or the other nodes cannot be reached.
+    pub(super) fn store_failed(&self) -> ChatError {
+        self.pending
+            .failure
+            .clone()
+            .unwrap_or(ChatError::StoreFailed)
+    }
+
     /// Replies to a finished request and serves what its connection queued meanwhile.
     pub(super) fn finish(
         &mut self,
@@ -355,9 +366,15 @@ impl Chat {
     ) {
         let stored = result.is_ok();
         let hashed = result.as_ref().ok().cloned();
-        if let Err(e) = &result {
-            log::error!("store: {e}");
-        }
+        self.pending.failure = match &result {
+            Ok(_) => None,
+            Err(e) if e == super::durable::STORE_CONFLICT => Some(ChatError::NameTaken),
+            Err(e) if e == super::durable::STORE_UNAVAILABLE => Some(ChatError::Busy),
+            Err(e) => {
+                log::error!("store: {e}");
+                Some(ChatError::StoreFailed)
+            }
+        };
         match then {
             Then::RegisterHashed { name } => match hashed {
                 Some(Hashed::Hash(hash)) => self.register_hashed(step, name, hash, out),
@@ -421,7 +438,7 @@ impl Chat {
                     }
                     Ok(Answer::Done)
                 } else {
-                    Err(ChatError::StoreFailed)
+                    Err(self.store_failed())
                 };
                 self.finish(step, result, out);
             }
@@ -442,7 +459,7 @@ impl Chat {
                     self.user_deleted(user, mid, out);
                     Ok(Answer::Done)
                 } else {
-                    Err(ChatError::StoreFailed)
+                    Err(self.store_failed())
                 };
                 self.finish(step, result, out);
             }
@@ -460,7 +477,7 @@ impl Chat {
                     self.delete_room(room, mid, out);
                     Ok(Answer::Done)
                 } else {
-                    Err(ChatError::StoreFailed)
+                    Err(self.store_failed())
                 };
                 self.finish(step, result, out);
             }
@@ -479,7 +496,7 @@ impl Chat {
                     self.offline.push(message);
                     Ok(Answer::Queued)
                 } else {
-                    Err(ChatError::StoreFailed)
+                    Err(self.store_failed())
                 };
                 self.finish(step, result, out);
             }

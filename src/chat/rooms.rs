@@ -33,6 +33,8 @@ pub(super) enum Owner {
         user: u64,
         addr: Option<u128>,
     },
+    /// Another node of a cluster: a temporary room counted against its creator there.
+    Remote,
 }
 
 pub(super) struct Room {
@@ -102,6 +104,8 @@ pub(super) struct Members {
     /// The command-protocol audience split by `sequenced` (plain, sequenced), for room
     /// messages; built like `audiences`, and only while some member is sequenced.
     split: [OnceCell<Recipients>; 2],
+    /// Members on other nodes (a cluster's), in no audience.
+    remote: usize,
 }
 
 impl Members {
@@ -120,10 +124,21 @@ impl Members {
     pub fn insert(&mut self, conn: ConnId, dialect: Dialect, sequenced: bool) {
         self.last_seq += 1;
         self.seq.insert(conn, self.last_seq);
+        if conn.is_remote() {
+            // Counted and listed, but told nothing here: its own node tells it.
+            self.by_seq.insert(self.last_seq, (conn, dialect, false));
+            self.remote += 1;
+            return;
+        }
         self.by_seq
             .insert(self.last_seq, (conn, dialect, sequenced));
         self.counts[dialect.index()] += 1;
         self.changed(dialect, sequenced, true);
+    }
+
+    /// Members on other nodes of a cluster.
+    pub fn remote(&self) -> usize {
+        self.remote
     }
 
     /// Forgets the audiences a member's arrival or departure changes.
@@ -172,7 +187,7 @@ impl Members {
         let build = || {
             self.by_seq
                 .values()
-                .filter(|&&(_, d, s)| d == Dialect::Protocol && s == sequenced)
+                .filter(|&&(c, d, s)| d == Dialect::Protocol && s == sequenced && !c.is_remote())
                 .map(|&(conn, _, _)| conn)
                 .collect()
         };
@@ -192,6 +207,10 @@ impl Members {
         else {
             return false;
         };
+        if conn.is_remote() {
+            self.remote -= 1;
+            return true;
+        }
         self.counts[dialect.index()] -= 1;
         self.changed(dialect, sequenced, false);
         true
@@ -211,7 +230,7 @@ impl Members {
         let build = || {
             self.by_seq
                 .values()
-                .filter(|&&(_, d, _)| d == dialect)
+                .filter(|&&(c, d, _)| d == dialect && !c.is_remote())
                 .map(|&(conn, _, _)| conn)
                 .collect()
         };
@@ -226,6 +245,7 @@ pub(super) struct Rooms {
     by_id: BTreeMap<u64, Room>,
     by_name: HashMap<String, BTreeSet<u64>>,
     last_id: u64,
+    pub ids: super::Ids,
     /// Ids up to this one are reserved in the store and may be handed out.
     reserved: u64,
     /// A renewal of the reservation is on its way to the store.
@@ -275,11 +295,12 @@ impl Rooms {
 
     /// Hands out the next chatroomid, if it is below the committed reservation.
     pub fn next_id(&mut self) -> Result<u64, ChatError> {
-        if self.last_id >= self.reserved {
+        let id = self.ids.after(self.last_id);
+        if id > self.reserved {
             return Err(ChatError::Busy);
         }
-        self.last_id += 1;
-        Ok(self.last_id)
+        self.last_id = id;
+        Ok(id)
     }
 
     /// The reservation to ask the store for, when the current one is half used.
@@ -479,7 +500,8 @@ impl Chat {
         let history = History::new(self.epochs.draw());
         self.rooms
             .add(id, name, question, Key::new(answer), owner, history);
-        self.add_member(conn, id);
+        self.share_room(id, out);
+        self.add_member(conn, id, out);
         self.announce_room(conn, id, re.mid.unwrap_or(0), out);
         Ok(self.in_room(id, None))
     }
@@ -511,7 +533,7 @@ impl Chat {
         out: &mut dyn Sink,
     ) {
         if !stored {
-            return self.finish(step, Err(ChatError::StoreFailed), out);
+            return self.finish(step, Err(self.store_failed()), out);
         }
         let id = room.id;
         let answer = Key::new(room.answer);
@@ -521,7 +543,7 @@ impl Chat {
         let Some(conn) = step.conn else {
             return self.finish(step, Ok(Answer::Silent), out);
         };
-        self.add_member(conn, id);
+        self.add_member(conn, id, out);
         let mid = step.replier.as_ref().map_or(0, |r| r.mid());
         self.announce_room(conn, id, mid, out);
         self.finish_in_room(step, id, None, out);
@@ -614,7 +636,8 @@ impl Chat {
                 let history = History::new(self.epochs.draw());
                 self.rooms
                     .add(room, name, String::new(), Key::None, Owner::Url, history);
-                self.add_member(conn, room);
+                self.share_room(room, out);
+                self.add_member(conn, room, out);
                 self.announce_room(conn, room, 0, out);
                 self.announce_member(conn, room, 0, out);
             }
@@ -752,6 +775,9 @@ impl Chat {
         if !self.is_member(conn, room) {
             return Err(ChatError::NotAMember);
         }
+        if self.room_unreachable(room) {
+            return Err(ChatError::Busy);
+        }
         Ok(self.said(conn, room, mid, text, now, out))
     }
 
@@ -765,12 +791,16 @@ impl Chat {
     ) -> Result<Answer<'_>, ChatError> {
         let room = self.conns.get(conn).and_then(|c| c.rooms.first().copied());
         let room = room.ok_or(ChatError::NotAMember)?;
+        if self.room_unreachable(room) {
+            return Err(ChatError::Busy);
+        }
         Ok(self.said(conn, room, 0, text, now, out))
     }
 
     /// A member's message, the busiest path of the server: numbered and kept, then told to
-    /// the room.
-    fn said(
+    /// the room (and sent on to its members on other nodes). A message said on another node
+    /// comes here too, for this node's members.
+    pub(super) fn said(
         &mut self,
         conn: ConnId,
         room: u64,
@@ -791,6 +821,10 @@ impl Chat {
             text,
         };
         self.tell_said(room, conn, mid, &event, out);
+        if conn.is_remote() {
+            return Answer::Silent;
+        }
+        self.share_said(conn, room, mid, text, out);
         let from = self.who_of(c);
         if from.user != 0 {
             self.users.count_message(from.user, None);
@@ -881,17 +915,18 @@ impl Chat {
             .is_some_and(|r| r.members.contains(conn))
     }
 
-    fn add_member(&mut self, conn: ConnId, room: u64) {
+    fn add_member(&mut self, conn: ConnId, room: u64, out: &mut dyn Sink) {
         let c = self.conns.get_mut(conn).expect("open");
         c.rooms.insert(room);
         let (dialect, sequenced) = (c.dialect, c.sequenced);
         let r = self.rooms.get_mut(room).expect("exists");
         r.members.insert(conn, dialect, sequenced);
+        self.share_presence(conn, out);
     }
 
     /// Adds `conn` to `room` and tells every member, the joiner included.
-    fn enter(&mut self, conn: ConnId, room: u64, mid: u64, out: &mut dyn Sink) {
-        self.add_member(conn, room);
+    pub(super) fn enter(&mut self, conn: ConnId, room: u64, mid: u64, out: &mut dyn Sink) {
+        self.add_member(conn, room, out);
         self.announce_member(conn, room, mid, out);
     }
 
@@ -921,7 +956,14 @@ impl Chat {
 
     /// Takes `conn` out of `room` and tells the remaining members, and the leaver when
     /// `tell_leaver` (a disconnecting leaver is gone). A temporary room left empty is deleted.
-    fn exit(&mut self, conn: ConnId, room: u64, mid: u64, tell_leaver: bool, out: &mut dyn Sink) {
+    pub(super) fn exit(
+        &mut self,
+        conn: ConnId,
+        room: u64,
+        mid: u64,
+        tell_leaver: bool,
+        out: &mut dyn Sink,
+    ) {
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
@@ -930,6 +972,7 @@ impl Chat {
         }
         let empty_temporary = r.temporary && r.members.is_empty();
         self.conns.get_mut(conn).expect("open").rooms.remove(&room);
+        self.share_presence(conn, out);
         let r = self.rooms.get(room).expect("still there");
         let event = Event::Left {
             room,
@@ -939,6 +982,9 @@ impl Chat {
         };
         self.tell_room(room, tell_leaver.then_some(conn), mid, &event, out);
         if empty_temporary {
+            if self.cluster.is_some() && !conn.is_remote() {
+                out.emit(super::Effect::Share(super::Shared::RoomClosed { id: room }));
+            }
             self.delete_room(room, mid, out);
         }
     }
@@ -970,12 +1016,16 @@ impl Chat {
         for member in r.members.iter() {
             let c = self.conns.get_mut(member).expect("open");
             c.rooms.remove(&room);
+            if member.is_remote() {
+                continue;
+            }
             if c.dialect == Dialect::RoomUrl {
                 out.emit(super::Effect::Close {
                     conn: member,
                     why: Farewell::RoomRemoved,
                 });
             }
+            self.share_presence(member, out);
         }
         let event = Event::RoomDeleted {
             room,

@@ -50,6 +50,7 @@ pub(super) struct Snaps {
     /// (deadline, snap id) of every snap that has one.
     deadlines: BTreeSet<(u64, u64)>,
     last_id: u64,
+    pub ids: super::Ids,
     /// Live snaps per sending user, per recipient, per sending address.
     pub sent_by: Counts<u64>,
     pub sent_to: Counts<u64>,
@@ -59,7 +60,7 @@ pub(super) struct Snaps {
 impl Snaps {
     /// The next snapid; ids are never handed out twice, even after a restart.
     pub fn next_id(&mut self) -> u64 {
-        self.last_id += 1;
+        self.last_id = self.ids.after(self.last_id);
         self.last_id
     }
 
@@ -144,7 +145,7 @@ impl Snaps {
         self.deadlines.insert((deadline, id));
     }
 
-    fn remove(&mut self, id: u64) {
+    pub fn remove(&mut self, id: u64) {
         let Some(snap) = self.by_id.remove(&id) else {
             return;
         };
@@ -258,7 +259,7 @@ impl Chat {
         out: &mut dyn Sink,
     ) {
         if !ok {
-            return self.finish(step, Err(ChatError::StoreFailed), out);
+            return self.finish(step, Err(self.store_failed()), out);
         }
         let (id, to) = (stored.id, stored.to);
         self.snaps.restore(stored, addr);
@@ -319,7 +320,7 @@ impl Chat {
 
     pub(super) fn snap_read(&mut self, step: Step, id: u64, ok: bool, out: &mut dyn Sink) {
         if !ok {
-            return self.finish(step, Err(ChatError::StoreFailed), out);
+            return self.finish(step, Err(self.store_failed()), out);
         }
         self.snaps.mark_read(id, step.now);
         if let Some(conn) = step.conn {
@@ -348,7 +349,7 @@ impl Chat {
     }
 
     /// The snap-enabled connections of `user`, except `except`.
-    fn snap_receivers(&self, user: u64, except: Option<ConnId>) -> Vec<ConnId> {
+    pub(super) fn snap_receivers(&self, user: u64, except: Option<ConnId>) -> Vec<ConnId> {
         let conns = self.users.get(user).into_iter().flat_map(|u| &u.conns);
         conns
             .copied()

@@ -17,8 +17,9 @@ use crate::api::{self, LogicCounters};
 use crate::auth::{self, Cost, Hasher};
 use crate::chat::{
     Actor, Change, Chat, ChatError, Dialect, Effect, Event, Farewell, HashJob, Hashed, Limits,
-    Recipients, Sink, Snapshot,
+    Recipients, Replica, Sink, Snapshot,
 };
+use crate::cluster::ToCluster;
 use crate::dialect::{self, ActorView};
 use crate::events::{Frame, ToLogic, ToNet};
 use crate::store;
@@ -111,6 +112,8 @@ pub enum Workers {
         store: Option<Sender<store::Request>>,
         /// `None` without `--webhook`.
         webhooks: Option<Webhooks>,
+        /// The cluster bridge, with `--redis`: it takes the place of the store.
+        cluster: Option<Sender<ToCluster>>,
     },
     /// Done on the spot, answers fed back before `handle` returns, nothing stored: for tests,
     /// benchmarks, the fuzzer and the self-test, which drive the logic one event at a time.
@@ -149,12 +152,32 @@ impl Logic {
     }
 
     pub fn with(chat: Chat, workers: Workers) -> Logic {
-        let with_store = matches!(workers, Workers::Threads { store: Some(_), .. });
+        let with_store = matches!(
+            workers,
+            Workers::Threads { store: Some(_), .. }
+                | Workers::Threads {
+                    cluster: Some(_),
+                    ..
+                }
+        );
+        let mut counters = LogicCounters::new(with_store);
+        if matches!(
+            workers,
+            Workers::Threads {
+                cluster: Some(_),
+                ..
+            }
+        ) {
+            counters.cluster = Some(api::ClusterCounters {
+                link_up: true,
+                ..Default::default()
+            });
+        }
         Logic {
             chat,
             workers,
             done: VecDeque::new(),
-            counters: LogicCounters::new(with_store),
+            counters,
         }
     }
 
@@ -207,6 +230,15 @@ impl Logic {
                 for (ticket, result) in results {
                     self.chat.stored(ticket, result, now, &mut router);
                 }
+            }
+            ToLogic::Cluster(replica) => {
+                let c = self.counters.cluster.get_or_insert_default();
+                c.replicas_in += 1;
+                if let Replica::Said { .. } = replica {
+                    c.room_messages_in += 1;
+                }
+                self.chat.replicate(replica, now, &mut router);
+                c.link_up = self.chat.cluster_reachable().unwrap_or(false);
             }
             ToLogic::Tick => self.chat.tick(now, &mut router),
             ToLogic::Forward(msg) => router.out.push(msg),
@@ -304,6 +336,16 @@ impl Sink for Router<'_> {
                 conn,
                 reply: api::done(result),
             }),
+            Effect::Share(shared) => {
+                if let Workers::Threads {
+                    cluster: Some(bridge),
+                    ..
+                } = self.workers
+                {
+                    // The bridge outlives the logic thread; a send fails only during shutdown.
+                    let _ = bridge.send(ToCluster::Share(shared));
+                }
+            }
             Effect::Notify(notice) => {
                 if let Workers::Threads {
                     webhooks: Some(hooks),
@@ -330,6 +372,15 @@ impl Router<'_> {
 
     fn persist(&mut self, ticket: u64, change: Change) {
         match self.workers {
+            Workers::Threads {
+                cluster: Some(bridge),
+                ..
+            } => {
+                if bridge.send(ToCluster::Persist(ticket, change)).is_err() {
+                    let gone = Err("the cluster bridge has stopped".to_string());
+                    self.done.push_back(Done::Stored(ticket, gone));
+                }
+            }
             Workers::Threads {
                 store: Some(store), ..
             } => {

@@ -1731,6 +1731,7 @@ fn requests_behind_a_waiting_one_keep_their_order_and_hold_reads_past_a_backlog(
         webhooks: None,
         hashers: jobs,
         store: None,
+        cluster: None,
     };
     let mut t = T::new();
     t.logic = Logic::with(chat, workers);

@@ -360,7 +360,8 @@ impl Net {
                     }
                 },
             };
-            self.next_gen = self.next_gen.wrapping_add(1);
+            // Never `u32::MAX`: that generation marks another cluster node's connections.
+            self.next_gen = (self.next_gen + 1) % u32::MAX;
             let id = ConnId {
                 slot: key as u32,
                 generation: self.next_gen,

@@ -8,6 +8,7 @@ mod backend;
 mod browser;
 mod cli;
 mod client;
+mod cluster;
 mod common;
 mod crash;
 mod dialects;
