@@ -579,7 +579,10 @@ impl Chat {
         text: &str,
         out: &mut dyn Sink,
     ) {
-        if conn.is_remote() || self.rooms.get(room).is_none_or(|r| r.members.remote() == 0) {
+        if self.cluster.is_none()
+            || conn.is_remote()
+            || self.rooms.get(room).is_none_or(|r| r.members.remote() == 0)
+        {
             return;
         }
         let Some(c) = self.conns.get(conn) else {

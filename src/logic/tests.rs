@@ -2261,3 +2261,102 @@ fn a_room_url_joiner_can_ask_for_the_last_messages_first() {
         ]
     );
 }
+
+// ---- a node of a cluster -------------------------------------------------------------------
+
+/// A node holding id slot 0 of 4, with protocol connection 1 open.
+fn node() -> T {
+    use crate::chat::{Chat, Ids};
+    let mut chat = Chat::new(PW, Limits::default(), Default::default());
+    chat.join_cluster(Ids::slot(0, 4));
+    let hasher = crate::auth::Hasher::new(crate::auth::Cost::TESTING).expect("valid cost");
+    let mut t = T::new();
+    t.logic = Logic::with(chat, super::Workers::Inline(hasher));
+    assert_eq!(
+        t.open(1),
+        ["1 < yourchatclientid(4,)"],
+        "ids of slot 0 of 4"
+    );
+    t
+}
+
+fn bob_in(rooms: Vec<u64>) -> ToLogic {
+    use crate::chat::{Identity, Presence, Replica};
+    ToLogic::Cluster(Replica::Presence {
+        node: "b".into(),
+        client: 1,
+        state: Some(Presence {
+            dialect: Dialect::Json,
+            identity: Identity::Nick("bob".into()),
+            rooms,
+        }),
+    })
+}
+
+#[test]
+fn another_nodes_connections_are_members_here_told_in_local_dialects() {
+    use crate::chat::Replica;
+    let mut t = node();
+    assert_eq!(
+        t.cmd(1, "addchatroom(1,5,lobby0,0,0,)"),
+        ["1 < chatroomcreated(1,4,5,lobby9,1,)"]
+    );
+    // Bob, on node b, joins: member here, counted, shown in this node's dialect.
+    assert_eq!(
+        t.event(bob_in(vec![4])),
+        ["1 < userjoinedchatroom(0,4,1,0,3,bob2,)"]
+    );
+    assert_eq!(
+        t.cmd(1, "getusersinchatroom(2,4,)"),
+        ["1 < usersinchatroom(2,4,4,0,0,1,0,3,bob)"]
+    );
+    // What bob says there is told here with his request's id; he is told nothing here.
+    let said = ToLogic::Cluster(Replica::Said {
+        room: 4,
+        client: 1,
+        mid: 7,
+        text: "hi".into(),
+    });
+    assert_eq!(t.event(said), ["1 < chat(7,4,1,0,2,hi)"]);
+    assert_eq!(t.cmd(1, "send(3,4,5,hello)"), ["1 < chat(3,4,4,0,5,hello)"]);
+    // Without Redis, a message for members elsewhere is refused, not lost.
+    let down = ToLogic::Cluster(Replica::Link {
+        hearing: false,
+        up: false,
+    });
+    assert_eq!(t.event(down), Vec::<String>::new());
+    assert_eq!(
+        t.cmd(1, "send(4,4,5,hello)"),
+        ["1 < error(23,Server busy; try again.4,)"]
+    );
+    // His node dies: he leaves as on a disconnect.
+    let gone = ToLogic::Cluster(Replica::NodeGone { node: "b".into() });
+    assert_eq!(t.event(gone), ["1 < userleftchatroom(0,4,1,0,3,bob1,)"]);
+    assert_eq!(t.cmd(1, "send(5,4,2,ok)"), ["1 < chat(5,4,4,0,2,ok)"]);
+}
+
+#[test]
+fn a_rooms_members_on_other_nodes_follow_their_presence() {
+    let mut t = node();
+    t.cmd(1, "addchatroom(1,5,lobby0,0,0,)");
+    t.event(bob_in(vec![4]));
+    // A presence without the room is a leave; a room unknown here is skipped.
+    assert_eq!(
+        t.event(bob_in(vec![999])),
+        ["1 < userleftchatroom(0,4,1,0,3,bob1,)"]
+    );
+    assert_eq!(
+        t.event(bob_in(vec![4])),
+        ["1 < userjoinedchatroom(0,4,1,0,3,bob2,)"]
+    );
+    // Gone (no state): he leaves; a second word of it changes nothing.
+    let gone = || {
+        ToLogic::Cluster(crate::chat::Replica::Presence {
+            node: "b".into(),
+            client: 1,
+            state: None,
+        })
+    };
+    assert_eq!(t.event(gone()), ["1 < userleftchatroom(0,4,1,0,3,bob1,)"]);
+    assert_eq!(t.event(gone()), Vec::<String>::new());
+}
