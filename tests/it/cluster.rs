@@ -213,9 +213,23 @@ fn a_room_spans_three_nodes_in_every_dialect() {
     alice.send(&format!("addchatroom(1,{}0,0,0,)", s("lobby")));
     let created = wait_for(&mut alice, "chatroomcreated(1,");
     let room: u64 = created.split(',').nth(1).unwrap().parse().unwrap();
-    // The other nodes' lobbies hear of the room before anyone there can join it.
-    wait_for(&mut watch_b, &format!("{},lobby", 5));
-    wait_for(&mut watch_c, &format!("{},lobby", 5));
+    // The other nodes hear of the room and of alice in it before anyone there joins.
+    let mut mid = 100;
+    let mut members_seen_by = |watch: &mut Client| {
+        mid += 1;
+        watch.send(&format!("getchatroomlist({mid})"));
+        let list = answer(watch, mid);
+        let entry = format!("{room},{}", s("lobby"));
+        list.split_once(&entry)
+            .and_then(|(_, rest)| rest.split(',').nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    eventually("node B sees alice in the room", || {
+        members_seen_by(&mut watch_b) == 1
+    });
+    eventually("node C sees alice in the room", || {
+        members_seen_by(&mut watch_c) == 1
+    });
 
     // JSON on node B.
     let mut bob = b.client_at("/json", None);
@@ -235,6 +249,9 @@ fn a_room_spans_three_nodes_in_every_dialect() {
     assert!(seen.ends_with(&format!("{}2,)", s("bob"))), "{seen}");
 
     // The room URL on node C joins the same room by name.
+    eventually("node C sees bob in the room", || {
+        members_seen_by(&mut watch_c) == 2
+    });
     let mut carol = c.client_at("/ws/chat/lobby/?nickname=carol", None);
     assert_eq!(carol.recv(), "carol joined lobby");
     let seen = wait_for(&mut alice, "userjoinedchatroom(");
