@@ -32,6 +32,9 @@ pub struct Server {
     logic: JoinHandle<()>,
     /// Ends once the logic thread is gone and everything it sent is committed.
     store: Option<JoinHandle<()>>,
+    /// The cluster bridge's sending thread: joined like the store, so the other nodes hear
+    /// this node leave.
+    cluster: Option<JoinHandle<()>>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     to_logic: Sender<Vec<ToLogic>>,
@@ -113,9 +116,11 @@ impl Server {
             }
             None => (None, None),
         };
+        let mut cluster_thread = None;
         let (mut chat, cluster) = match joined {
             Some(joined) => {
-                let (bridge, cluster) = joined.spawn()?;
+                let (bridge, thread, cluster) = joined.spawn()?;
+                cluster_thread = Some(thread);
                 let mut chat = Chat::new(
                     config.server_password.as_bytes(),
                     config.limits.clone(),
@@ -159,6 +164,7 @@ impl Server {
             net,
             logic,
             store: store_thread,
+            cluster: cluster_thread,
             waker,
             stop,
             to_logic,
@@ -180,6 +186,9 @@ impl Server {
         // was sent, then ends.
         if let Some(store) = self.store {
             let _ = store.join();
+        }
+        if let Some(cluster) = self.cluster {
+            let _ = cluster.join();
         }
     }
 

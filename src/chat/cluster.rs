@@ -38,6 +38,8 @@ pub struct TempRoom {
     /// The answer members must give, in clear (temporary rooms never hash it).
     pub answer: Option<String>,
     pub epoch: u64,
+    /// Made by a room URL: known by its name alone (see [`Chat::merge_url_rooms`]).
+    pub by_url: bool,
 }
 
 /// Someone as shown in a relayed event.
@@ -293,6 +295,7 @@ impl Chat {
             question: r.question.clone(),
             answer,
             epoch: r.history.epoch,
+            by_url: r.owner.by_url(),
         })));
     }
 
@@ -402,6 +405,48 @@ impl Chat {
     }
 
     fn open_remote_room(&mut self, room: TempRoom, out: &mut dyn Sink) {
+        if room.by_url {
+            let name = room.name.clone();
+            self.add_remote_room(room, out);
+            self.merge_url_rooms(&name, out);
+        } else {
+            self.add_remote_room(room, out);
+        }
+    }
+
+    /// A room URL names a room, but two nodes may each have made the room of a name before
+    /// hearing of the other's. Every node moves its own members of such rooms into the one
+    /// with the smallest id (so all nodes agree without asking each other); the others empty
+    /// and go.
+    fn merge_url_rooms(&mut self, name: &str, out: &mut dyn Sink) {
+        let ids: Vec<u64> = self
+            .rooms
+            .named(name)
+            .filter(|&id| self.rooms.get(id).is_some_and(|r| r.owner.by_url()))
+            .collect();
+        let Some((&keep, others)) = ids.split_first() else {
+            return;
+        };
+        for &other in others {
+            let movers: Vec<ConnId> = self
+                .rooms
+                .get(other)
+                .map(|r| r.members.iter().filter(|c| !c.is_remote()).collect())
+                .unwrap_or_default();
+            for conn in movers {
+                self.exit(conn, other, 0, false, out);
+                if self
+                    .rooms
+                    .get(keep)
+                    .is_some_and(|r| !r.members.contains(conn))
+                {
+                    self.enter(conn, keep, 0, out);
+                }
+            }
+        }
+    }
+
+    fn add_remote_room(&mut self, room: TempRoom, out: &mut dyn Sink) {
         if self.rooms.get(room.id).is_some() {
             return;
         }
@@ -414,7 +459,7 @@ impl Chat {
             room.name,
             room.question,
             key,
-            Owner::Remote,
+            Owner::Remote { url: room.by_url },
             History::new(room.epoch),
         );
         self.announce_remote_room(room.id, out);

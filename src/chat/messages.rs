@@ -40,6 +40,9 @@ impl Chat {
         if targets.is_empty() {
             return Err(ChatError::NotOnline);
         }
+        if self.cluster_down() && targets.iter().any(|c| c.is_remote()) {
+            return Err(ChatError::Busy);
+        }
         let to_user = self
             .conns
             .get(targets[0])
@@ -114,6 +117,9 @@ impl Chat {
         }));
         if targets.is_empty() {
             return Err(ChatError::NotOnline);
+        }
+        if self.cluster_down() && targets.iter().any(|c| c.is_remote()) {
+            return Err(ChatError::Busy);
         }
         let event = Event::Invited {
             room: &r.name,

@@ -33,8 +33,16 @@ pub(super) enum Owner {
         user: u64,
         addr: Option<u128>,
     },
-    /// Another node of a cluster: a temporary room counted against its creator there.
-    Remote,
+    /// Another node of a cluster: a temporary room counted against its creator there; `url`
+    /// when a room URL made it.
+    Remote { url: bool },
+}
+
+impl Owner {
+    /// Whether a room URL made the room: such rooms are known by name alone.
+    pub fn by_url(&self) -> bool {
+        matches!(self, Owner::Url | Owner::Remote { url: true })
+    }
 }
 
 pub(super) struct Room {
@@ -274,6 +282,11 @@ impl Rooms {
     }
 
     /// The first room, in creation order, named exactly `name` that `accept` takes.
+    /// The ids of the rooms named `name`, smallest first.
+    pub fn named(&self, name: &str) -> impl Iterator<Item = u64> + '_ {
+        self.by_name.get(name).into_iter().flatten().copied()
+    }
+
     pub fn first_named(&self, name: &str, accept: impl Fn(&Room) -> bool) -> Option<u64> {
         let ids = self.by_name.get(name)?;
         ids.iter().copied().find(|id| accept(&self.by_id[id]))

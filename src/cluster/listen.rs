@@ -23,6 +23,9 @@ pub(super) struct Inbound {
     pub(super) subscribed: HashSet<String>,
     /// Other nodes: their start token and when they were last heard.
     pub(super) nodes: HashMap<String, (String, Instant)>,
+    /// The change stream id of the newest durable change heard (or loaded with the shared
+    /// state): after a lost subscription, the changes after it are read from the stream.
+    pub(super) last_change: Option<String>,
 }
 
 /// How a pub/sub session ended.
@@ -88,9 +91,30 @@ impl Inbound {
                 let _ = ready.send(Ok(()));
             }
             None => {
-                // Back after a loss: what was said meanwhile was missed, so take the roster
-                // again.
+                // Back after a loss: what was said meanwhile was missed. Durable changes are
+                // read from the change stream; presence is taken again whole.
                 let mut command = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                let mut catch_up = Vec::new();
+                if let Some(after) = self.last_change.clone() {
+                    match state::changes_since(&mut command, &self.keys, &after)? {
+                        Some((changes, last)) => {
+                            catch_up.extend(
+                                changes
+                                    .into_iter()
+                                    .map(|c| ToLogic::Cluster(Replica::Changed(c))),
+                            );
+                            self.last_change = Some(last);
+                        }
+                        None => log::error!(
+                            "cluster: durable changes made while this node was cut off are no \
+                             longer in the change stream; restart this node to reload them"
+                        ),
+                    }
+                }
+                if !catch_up.is_empty() {
+                    log::info!("cluster: caught up on {} missed changes", catch_up.len());
+                    let _ = self.to_logic.send(catch_up);
+                }
                 let (rooms, presence) = state::load_roster(&mut command, &self.keys, &self.node)?;
                 let now = Instant::now();
                 self.nodes = presence
@@ -120,6 +144,9 @@ impl Inbound {
                     Ok(Control::Unsubscribe(channel)) => {
                         self.subscribed.remove(&channel);
                         sub.unsubscribe(&channel)?;
+                    }
+                    Ok(Control::Since(id)) => {
+                        self.last_change.get_or_insert(id);
                     }
                     Err(crossbeam_channel::TryRecvError::Empty) => break,
                     Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(Ended::Stop),
@@ -157,6 +184,9 @@ impl Inbound {
                 }
                 Ok(Control::Unsubscribe(channel)) => {
                     self.subscribed.remove(&channel);
+                }
+                Ok(Control::Since(id)) => {
+                    self.last_change.get_or_insert(id);
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => return false,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return true,
@@ -224,7 +254,13 @@ impl Inbound {
             }),
             "room-opened" => Some(Replica::RoomOpened(wire::temp_room_from(v.get("room")?)?)),
             "room-closed" => Some(Replica::RoomClosed { id: u("id")? }),
-            "changed" => Some(Replica::Changed(wire::change_from(v.get("change")?)?)),
+            "changed" => {
+                let change = wire::change_from(v.get("change")?)?;
+                if let Some(id) = v.get("id").and_then(Value::as_str) {
+                    self.last_change = Some(id.to_owned());
+                }
+                Some(Replica::Changed(change))
+            }
             _ => None,
         }
     }

@@ -16,6 +16,7 @@ mod wire;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded, unbounded};
@@ -129,6 +130,7 @@ pub fn join(settings: Settings, to_logic: Sender<Vec<ToLogic>>) -> Result<Joined
         to_logic: to_logic.clone(),
         subscribed: [keys.all(), keys.node(node)].into(),
         nodes: HashMap::new(),
+        last_change: None,
     };
     let (ready_tx, ready) = bounded(1);
     std::thread::Builder::new()
@@ -159,7 +161,9 @@ pub fn join(settings: Settings, to_logic: Sender<Vec<ToLogic>>) -> Result<Joined
         .publish(keys.all(), beat(node, &token))
         .query::<()>(&mut command)
         .map_err(fail)?;
+    let since = state::last_change(&mut command, &keys).map_err(fail)?;
     let snapshot = state::load_snapshot(&mut command, &keys).map_err(fail)?;
+    let _ = control.send(Control::Since(since));
     let (rooms, presence) = state::load_roster(&mut command, &keys, node).map_err(fail)?;
     Ok(Joined {
         found: Found {
@@ -214,8 +218,9 @@ pub(super) fn beat(node: &str, token: &str) -> String {
 
 impl Joined {
     /// Starts the thread that carries what this node does to the others; answers its
-    /// channel and what the node starts with.
-    pub fn spawn(self) -> std::io::Result<(Sender<ToCluster>, Found)> {
+    /// channel, the thread (it ends, telling the others this node is gone, once the logic
+    /// thread has dropped the channel) and what the node starts with.
+    pub fn spawn(self) -> std::io::Result<(Sender<ToCluster>, JoinHandle<()>, Found)> {
         let Bridge {
             settings,
             keys,
@@ -238,15 +243,16 @@ impl Joined {
             to_logic,
             control,
             local: HashMap::new(),
+            opened: HashMap::new(),
             rooms: HashMap::new(),
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("cluster-out".into())
             .spawn(move || {
                 crate::crash::thread_started();
                 outbound.run(rx);
             })?;
-        Ok((tx, self.found))
+        Ok((tx, thread, self.found))
     }
 }
 
@@ -256,4 +262,7 @@ pub(super) enum Control {
     /// listening).
     Subscribe(String, Sender<()>),
     Unsubscribe(String),
+    /// The change stream's newest entry when the node loaded the shared state: where to
+    /// catch up from if the subscription is lost before any change is heard.
+    Since(String),
 }

@@ -26,6 +26,9 @@ pub(super) struct Outbound {
     pub(super) control: Sender<Control>,
     /// This node's connections as last shared, to share again after Redis comes back.
     pub(super) local: HashMap<u64, Value>,
+    /// Temporary rooms made here and not closed, to announce again after Redis comes back
+    /// (a node that missed one would keep a room of the same name apart).
+    pub(super) opened: HashMap<u64, Value>,
     /// Local members per room: a room's channel is listened to while it has some.
     pub(super) rooms: HashMap<u64, usize>,
 }
@@ -172,9 +175,11 @@ impl Outbound {
                 let value = wire::temp_room(&room);
                 pipe.hset(self.keys.key("temprooms"), room.id, value.to_string())
                     .ignore();
+                self.opened.insert(room.id, value.clone());
                 json!({"t": "room-opened", "node": node, "room": value})
             }
             Shared::RoomClosed { id } => {
+                self.opened.remove(&id);
                 pipe.hdel(self.keys.key("temprooms"), id).ignore();
                 json!({"t": "room-closed", "node": node, "id": id})
             }
@@ -271,6 +276,13 @@ impl Outbound {
             .arg(DEAD_AFTER.as_millis() as u64)
             .ignore();
         pipe.del(self.keys.presence(&node)).ignore();
+        // Rooms first: the presence below may name them.
+        for (id, room) in &self.opened {
+            pipe.hset(self.keys.key("temprooms"), id, room.to_string())
+                .ignore();
+            let message = json!({"t": "room-opened", "node": node, "room": room});
+            pipe.publish(self.keys.all(), message.to_string()).ignore();
+        }
         for (client, value) in &self.local {
             pipe.hset(self.keys.presence(&node), client, value.to_string())
                 .ignore();

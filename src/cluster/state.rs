@@ -5,7 +5,8 @@
 //! Keys (all under the prefix `P`, `websocket` unless `--redis-prefix` says otherwise):
 //! `P:users` (userid → user), `P:names` (username → userid, what makes names unique),
 //! `P:passwords` (userid → PHC hash), `P:rooms` (persistent rooms), `P:snaps`, `P:offline`,
-//! `P:last` (highest id ever handed out, per kind), `P:temprooms`, `P:nodes` (node → start
+//! `P:last` (highest id ever handed out, per kind), `P:changes` (the stream of durable changes,
+//! each also published on `P:all` with its stream id), `P:temprooms`, `P:nodes` (node → start
 //! token), `P:presence:NODE` (chatclientid → presence), `P:alive:NODE` (expires when the
 //! node stops beating), `P:slot:N` (which node holds id slot N).
 
@@ -15,8 +16,9 @@ use serde_json::{Value, json};
 use super::wire;
 use crate::chat::{Change, Presence, Snapshot, TempRoom};
 
-/// Commits one durable change: checks, writes, publishes. Answers `conflict` when a check
-/// fails (nothing written), else `ok`.
+/// Commits one durable change: checks, writes, appends it to the change stream and publishes
+/// it with its stream id (so a node that missed the publication reads it from the stream).
+/// Answers `conflict` when a check fails (nothing written), else `ok`.
 const APPLY: &str = r#"
 local req = cjson.decode(ARGV[1])
 for _, c in ipairs(req.checks) do
@@ -56,9 +58,14 @@ for _, op in ipairs(req.ops) do
     end
   end
 end
-redis.call('PUBLISH', req.publish[1], req.publish[2])
+local id = redis.call('XADD', req.stream, 'MAXLEN', '~', req.keep, '*', 'm', req.message)
+redis.call('PUBLISH', req.channel, '{"id":"' .. id .. '",' .. string.sub(req.message, 2))
 return 'ok'
 "#;
+
+/// Durable changes kept in the change stream (`P:changes`, trimmed approximately): how far
+/// back a node that lost its subscription can catch up without a restart.
+const STREAM_KEEP: u64 = 100_000;
 
 /// Names of keys and channels under one prefix.
 #[derive(Debug, Clone)]
@@ -214,7 +221,9 @@ impl Committer {
         };
         let message = json!({"t": "changed", "node": self.node, "change": wire::change(change)});
         Some(
-            json!({"checks": checks, "ops": ops, "publish": [self.keys.all(), message.to_string()]}),
+            json!({"checks": checks, "ops": ops, "stream": self.keys.key("changes"),
+                    "keep": STREAM_KEEP.to_string(), "message": message.to_string(),
+                    "channel": self.keys.all()}),
         )
     }
 }
@@ -302,4 +311,65 @@ pub fn load_roster(con: &mut Connection, keys: &Keys, me: &str) -> redis::RedisR
     }
     rooms.sort_by_key(|r| r.id);
     Ok((rooms, presence))
+}
+
+/// The id of the newest entry of the change stream ("0-0" when empty).
+pub fn last_change(con: &mut Connection, keys: &Keys) -> redis::RedisResult<String> {
+    let newest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg(keys.key("changes"))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query(con)?;
+    Ok(newest
+        .into_iter()
+        .next()
+        .map_or_else(|| "0-0".to_owned(), |(id, _)| id))
+}
+
+/// The durable changes committed after stream entry `after`, oldest first, with the id of the
+/// last one; `None` when the stream no longer reaches back that far (trimmed).
+pub fn changes_since(
+    con: &mut Connection,
+    keys: &Keys,
+    after: &str,
+) -> redis::RedisResult<Option<(Vec<Change>, String)>> {
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(keys.key("changes"))
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query(con)?;
+    // The oldest entry kept is after `after`: what lay between may have been trimmed.
+    if let Some((oldest, _)) = entries.first()
+        && after != "0-0"
+        && stream_id(oldest) > stream_id(after)
+    {
+        return Ok(None);
+    }
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(keys.key("changes"))
+        .arg(format!("({after}"))
+        .arg("+")
+        .query(con)?;
+    let mut last = after.to_owned();
+    let mut changes = Vec::new();
+    for (id, fields) in entries {
+        let change = fields
+            .iter()
+            .find(|(k, _)| k == "m")
+            .and_then(|(_, m)| wire::parse(m.as_bytes()))
+            .and_then(|v| wire::change_from(v.get("change")?));
+        changes.extend(change);
+        last = id;
+    }
+    Ok(Some((changes, last)))
+}
+
+/// A stream id ("ms-seq") as numbers, for ordering.
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }

@@ -107,7 +107,7 @@ pub fn offline_from(v: &Value) -> Option<StoredOffline> {
 
 pub fn temp_room(r: &TempRoom) -> Value {
     json!({"id": r.id, "name": r.name, "question": r.question, "answer": r.answer,
-           "epoch": r.epoch})
+           "epoch": r.epoch, "by_url": r.by_url})
 }
 
 pub fn temp_room_from(v: &Value) -> Option<TempRoom> {
@@ -117,6 +117,7 @@ pub fn temp_room_from(v: &Value) -> Option<TempRoom> {
         question: s(v, "question")?,
         answer: opt_s(v, "answer")?,
         epoch: u(v, "epoch")?,
+        by_url: v.get("by_url")?.as_bool()?,
     })
 }
 

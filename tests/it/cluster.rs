@@ -8,6 +8,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -120,7 +122,66 @@ impl Drop for Redis {
 }
 
 fn node(redis: &Redis, name: &str) -> TestServer {
-    TestServer::start_with(&["--redis", &redis.url(), "--node-id", name])
+    node_at(&redis.url(), name)
+}
+
+fn node_at(url: &str, name: &str) -> TestServer {
+    TestServer::start_with(&["--redis", url, "--node-id", name])
+}
+
+/// A TCP relay in front of Redis for one node, which the test can cut (every connection closed,
+/// new ones refused) and mend: a network partition between that node and Redis.
+struct Relay {
+    port: u16,
+    open: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(redis: &Redis) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (to, open2, conns2) = (redis.port, open.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                if !open2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let mut list = conns2.lock().unwrap();
+                list.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, open, conns }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn mend(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Reads until a message containing `needle` arrives (others caused meanwhile are skipped).
@@ -562,4 +623,71 @@ fn a_node_refuses_to_start_without_its_redis() {
         b"",
     );
     assert_eq!(bad.status.code(), Some(2), "{}", bad.stderr);
+}
+
+#[test]
+fn a_node_cut_off_from_redis_catches_up_on_the_changes_it_missed() {
+    let _heavy = heavy();
+    let Some(redis) = Redis::start("partition") else {
+        return;
+    };
+    let relay = Relay::start(&redis);
+    let a = node(&redis, "a");
+    let b = node_at(&relay.url(), "b");
+    relay.cut();
+    eventually("node B notices it is cut off", || !healthy(&b));
+    // Made on A while B cannot hear it.
+    let (mut x, _) = a.chat_client();
+    x.send(&format!("register(1,{}{})", s("gina"), s("password1")));
+    assert!(answer(&mut x, 1).starts_with("registered(1,"));
+    x.send(&format!("addchatroom(2,{}0,0,{})", s("kept"), s(PASSWORD)));
+    assert!(answer(&mut x, 2).starts_with("chatroomcreated(2,"));
+    relay.mend();
+    eventually("node B is back", || healthy(&b));
+    let (mut y, _) = b.chat_client();
+    y.send(&format!("login(3,{}{})", s("gina"), s("password1")));
+    assert_eq!(answer(&mut y, 3), "success(3,)");
+    y.send("getchatroomlist(4)");
+    let rooms = answer(&mut y, 4);
+    assert!(rooms.contains(&s("kept")), "{rooms}");
+}
+
+#[test]
+fn room_url_rooms_of_one_name_made_apart_become_one() {
+    let _heavy = heavy();
+    let Some(redis) = Redis::start("url_rooms_merge") else {
+        return;
+    };
+    let relay = Relay::start(&redis);
+    let a = node(&redis, "a");
+    let b = node_at(&relay.url(), "b");
+    relay.cut();
+    eventually("node B notices it is cut off", || !healthy(&b));
+    // Each node makes its own room "meet": neither can hear of the other's.
+    let mut bob = a.client_at("/ws/chat/meet/?nickname=bob", None);
+    assert_eq!(bob.recv(), "bob joined meet");
+    let mut carol = b.client_at("/ws/chat/meet/?nickname=carol", None);
+    assert_eq!(carol.recv(), "carol joined meet");
+    relay.mend();
+    // Both end up in the one with the smaller id, on both nodes.
+    let meet_rooms = |server: &TestServer| -> Vec<u64> {
+        let (_, body) = api(server, "/api/v1/rooms");
+        body["rooms"]
+            .as_array()
+            .map(|rooms| {
+                rooms
+                    .iter()
+                    .filter(|r| r["name"] == "meet")
+                    .map(|r| r["members"].as_u64().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    eventually("one room meet with both, on both nodes", || {
+        meet_rooms(&a) == [2] && meet_rooms(&b) == [2]
+    });
+    bob.send("anyone?");
+    wait_for(&mut carol, "bob: anyone?");
+    carol.send("here");
+    wait_for(&mut bob, "carol: here");
 }
