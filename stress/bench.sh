@@ -20,7 +20,8 @@
 # Scenarios (see the benchmark issue):
 #   S1  100 clients in 1 room: ramp to the highest delivered msgs/s with p99 < 50 ms, no loss
 #   S2  1,000 clients in 10 rooms, 64-byte payloads: the same ramp
-#   S3  10,000 idle connections in 1,000 rooms: connect time and server RSS per connection
+#   S3  10,000 idle connections in 1,000 rooms: connect time and server RSS per connection, once
+#       all are connected and again after they were held idle for 3 s
 #   S4  latency at light load: 100 clients in 1 room, 1 msg/s each, 10 s
 #
 # Environment: RUNS (3), SERVERS ("ours ours-protocol uws fastws tokio ceiling"), SCENARIOS
@@ -137,7 +138,7 @@ scenario_args() { # scenario -> ARGS
     case $1 in
         S1) ARGS=(-n 100 -r 1 -p 64 "${RAMP[@]}") ;;
         S2) ARGS=(-n 1000 -r 10 -p 64 "${RAMP[@]}") ;;
-        S3) ARGS=(-n 10000 -r 1000 -s 0 -d 2 --connect-timeout 60) ;;
+        S3) ARGS=(-n 10000 -r 1000 -s 0 -d 3 --connect-timeout 60) ;;
         S4) ARGS=(-n 100 -r 1 -p 64 --rate 100 -d 10 --warmup 1) ;;
         *) echo "unknown scenario $1" >&2; exit 1 ;;
     esac
@@ -200,6 +201,7 @@ for s in $SERVERS; do
     if has S3; then
         V[$s,S3conn]=$(median S3 "$s" 'if .connect.failed == 0 then .connect.seconds else null end')
         V[$s,S3rss]=$(median S3 "$s" 'if .server.rss_per_connection_bytes then .server.rss_per_connection_bytes / 1024 else null end')
+        V[$s,S3idle]=$(median S3 "$s" 'if .server.rss_end_kib and .server.rss_before_kib and .connect.established > 0 then (.server.rss_end_kib - .server.rss_before_kib) / .connect.established else null end')
     fi
     if has S4; then
         V[$s,S4p50]=$(median S4 "$s" 'if .run.lost == 0 then .run.latency_ms.p50 else null end')
@@ -235,18 +237,20 @@ ratio() { # ours best
     fi
     echo "Machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(uname -sr); server on CPU $SERVER_CPU, stress on CPU $CLIENT_CPU; load average $LOAD_START at the start, $(cut -d' ' -f1 /proc/loadavg) at the end"
     echo
-    echo "| server | S1 delivered/s | S1 p99 ms | S2 delivered/s | S2 p99 ms | S3 connect s | S3 KiB/conn | S4 p50 ms | S4 p99 ms |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| server | S1 delivered/s | S1 p99 ms | S2 delivered/s | S2 p99 ms | S3 connect s | S3 KiB/conn | S3 KiB/conn idle | S4 p50 ms | S4 p99 ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for s in $SERVERS; do
-        echo "| $s | $(fmt_rate "${V[$s,S1]:-}") | $(fmt_num "${V[$s,S1p99]:-}" 1) | $(fmt_rate "${V[$s,S2]:-}") | $(fmt_num "${V[$s,S2p99]:-}" 1) | $(fmt_num "${V[$s,S3conn]:-}" 2) | $(fmt_num "${V[$s,S3rss]:-}" 2) | $(fmt_num "${V[$s,S4p50]:-}" 3) | $(fmt_num "${V[$s,S4p99]:-}" 3) |"
+        echo "| $s | $(fmt_rate "${V[$s,S1]:-}") | $(fmt_num "${V[$s,S1p99]:-}" 1) | $(fmt_rate "${V[$s,S2]:-}") | $(fmt_num "${V[$s,S2p99]:-}" 1) | $(fmt_num "${V[$s,S3conn]:-}" 2) | $(fmt_num "${V[$s,S3rss]:-}" 2) | $(fmt_num "${V[$s,S3idle]:-}" 2) | $(fmt_num "${V[$s,S4p50]:-}" 3) | $(fmt_num "${V[$s,S4p99]:-}" 3) |"
     done
     for ours in ours ours-protocol ours-tls; do
         [[ " $SERVERS " == *" $ours "* ]] || continue
-        echo "| $ours ÷ best peer | $(ratio "${V[$ours,S1]:-}" "$(best_peer S1 higher)") | | $(ratio "${V[$ours,S2]:-}" "$(best_peer S2 higher)") | | $(ratio "${V[$ours,S3conn]:-}" "$(best_peer S3conn lower)") | $(ratio "${V[$ours,S3rss]:-}" "$(best_peer S3rss lower)") | $(ratio "${V[$ours,S4p50]:-}" "$(best_peer S4p50 lower)") | $(ratio "${V[$ours,S4p99]:-}" "$(best_peer S4p99 lower)") |"
+        echo "| $ours ÷ best peer | $(ratio "${V[$ours,S1]:-}" "$(best_peer S1 higher)") | | $(ratio "${V[$ours,S2]:-}" "$(best_peer S2 higher)") | | $(ratio "${V[$ours,S3conn]:-}" "$(best_peer S3conn lower)") | $(ratio "${V[$ours,S3rss]:-}" "$(best_peer S3rss lower)") | $(ratio "${V[$ours,S3idle]:-}" "$(best_peer S3idle lower)") | $(ratio "${V[$ours,S4p50]:-}" "$(best_peer S4p50 lower)") | $(ratio "${V[$ours,S4p99]:-}" "$(best_peer S4p99 lower)") |"
         if [[ " $SERVERS " == *" ceiling "* ]]; then
-            echo "| $ours ÷ ceiling | $(ratio "${V[$ours,S1]:-}" "${V[ceiling,S1]:-}") | | $(ratio "${V[$ours,S2]:-}" "${V[ceiling,S2]:-}") | | | | | |"
+            echo "| $ours ÷ ceiling | $(ratio "${V[$ours,S1]:-}" "${V[ceiling,S1]:-}") | | $(ratio "${V[$ours,S2]:-}" "${V[ceiling,S2]:-}") | | | | | | |"
         fi
     done
+    echo
+    echo "S3 KiB/conn is the server's RSS growth per connection once all are connected; \"idle\" is the same after they were held idle for 3 s (a server may give memory back meanwhile)."
     echo
     echo "Ratios are ours ÷ the best peer (uws, fastws, tokio; never the ceiling) on that column: above 1 is better for delivered/s, below 1 is better for the others. Ours ÷ ceiling is the share of this machine's bare fan-out rate that this server reaches."
     echo

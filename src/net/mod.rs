@@ -37,7 +37,7 @@ use crate::dialect;
 use crate::events::{ConnId, ToLogic, ToNet};
 use crate::http::{self, Head, Route, Service};
 use crate::tls::Tls;
-use conn::{Conn, Phase, Speaks, TokenBucket};
+use conn::{Conn, Contexts, Phase, Speaks, TokenBucket};
 use outbox::SharedFrame;
 use transport::Transport;
 
@@ -98,6 +98,8 @@ pub struct Net {
     for_logic: Vec<ToLogic>,
     cfg: Arc<Config>,
     ws_cfg: WebSocketConfig,
+    /// tungstenite contexts no connection holds (see [`Phase::Ws`]).
+    contexts: Contexts,
     routes: http::Routes,
     /// The TLS config new connections get; rebuilt from its files on `SIGHUP`.
     tls: Option<Tls>,
@@ -117,6 +119,10 @@ pub struct Net {
     stats: NetCounters,
     /// Connections and the shared message budget of each address that has connections.
     addrs: HashMap<u128, AddrState>,
+    /// Connections accepted plus messages read, at the last sweep and at the last time free
+    /// memory was given back to the system (see `sweep`).
+    activity_at_sweep: u64,
+    activity_at_trim: u64,
 }
 
 /// What one client address holds: its connections, and their common message budget.
@@ -192,6 +198,7 @@ impl Net {
             },
             cfg,
             ws_cfg,
+            contexts: Contexts::new(ws_cfg),
             tls,
             stop,
             stop_deadline: None,
@@ -201,6 +208,8 @@ impl Net {
             output_backlog: false,
             stats: NetCounters::default(),
             addrs: HashMap::new(),
+            activity_at_sweep: 0,
+            activity_at_trim: 0,
         })
     }
 
@@ -597,6 +606,7 @@ impl Net {
             return;
         }
         *closing = true;
+        let ctx = ctx.get_or_insert_with(|| self.contexts.take());
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.into(),
@@ -763,6 +773,7 @@ impl Net {
                 } else {
                     conn.outbox.push(Rc::new(Bytes::from(response)));
                 }
+                conn.io.frames.feed(&leftover);
                 let ctx = WebSocketContext::from_partially_read(
                     leftover,
                     Role::Server,
@@ -782,7 +793,7 @@ impl Net {
                     Service::Echo => Speaks::Echo,
                 };
                 conn.phase = Phase::Ws {
-                    ctx: Box::new(ctx),
+                    ctx: Some(Box::new(ctx)),
                     speaks,
                     closing: false,
                 };
@@ -842,6 +853,7 @@ impl Net {
             let Phase::Ws { ctx, closing, .. } = &mut conn.phase else {
                 return true;
             };
+            let ctx = ctx.get_or_insert_with(|| self.contexts.take());
             let result = ctx.read(&mut conn.io);
             let closing = *closing;
             conn.collect_ctrl();
@@ -868,6 +880,8 @@ impl Net {
                 Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
                     if conn.io.starved {
                         self.defer_read(key);
+                    } else if let Some(ctx) = conn.ctx_at_rest() {
+                        self.contexts.give(ctx);
                     }
                     return true;
                 }
@@ -900,6 +914,7 @@ impl Net {
         let dialect = match *speaks {
             Speaks::Chat(dialect) => dialect,
             Speaks::Echo => {
+                let ctx = ctx.get_or_insert_with(|| self.contexts.take());
                 let _ = ctx
                     .write(&mut conn.io, msg)
                     .and_then(|_| ctx.flush(&mut conn.io));
@@ -1068,6 +1083,7 @@ impl Net {
             if conn.held_upgrade.is_some() {
                 continue;
             }
+            conn.outbox.release_if_empty();
             // Slowness is judged by draining, not by size at one instant: a client with more
             // than the cap waiting for it (our queue plus what the kernel holds unsent) at two
             // sweeps in a row, and no less at the second, is not reading. A reader the server
@@ -1093,7 +1109,14 @@ impl Net {
             } else if silent >= self.cfg.ping_interval && !conn.pinged {
                 debug!("{}: silent for {silent:?}: ping", conn.peer);
                 conn.pinged = true;
-                let _ = ctx.write(&mut conn.io, Message::Ping(Bytes::new()));
+                // A silent connection holds no context (see `Phase::Ws`): borrow one for the
+                // ping and give it back.
+                let borrowed = ctx.is_none();
+                let held = ctx.get_or_insert_with(|| self.contexts.take());
+                let _ = held.write(&mut conn.io, Message::Ping(Bytes::new()));
+                if borrowed && let Some(c) = ctx.take() {
+                    self.contexts.give(c);
+                }
                 conn.collect_ctrl();
                 if !conn.dirty {
                     conn.dirty = true;
@@ -1125,6 +1148,16 @@ impl Net {
         for key in slow {
             self.cut_slow_consumer(key, "not draining", now);
         }
+        // Once things have been quiet for a sweep after activity (a burst of connections or
+        // messages), give the allocator's free memory back to the system: what a burst
+        // allocated and freed (handshakes, contexts, frames, batches) otherwise stays in the
+        // process's RSS, scattered between the connections' long-lived allocations.
+        let activity = self.stats.accepted + self.stats.messages_in;
+        if activity == self.activity_at_sweep && activity != self.activity_at_trim {
+            self.activity_at_trim = activity;
+            give_back_free_memory();
+        }
+        self.activity_at_sweep = activity;
     }
 
     /// Forgets a connection, telling the logic thread if it knew it.
@@ -1142,6 +1175,17 @@ impl Net {
         if conn.known_to_logic {
             self.for_logic.push(ToLogic::Closed { conn: conn.id });
         }
+    }
+}
+
+/// Returns the allocator's free memory to the system (glibc's `malloc_trim`: free pages inside
+/// the heap too, not only at its top). Takes about a millisecond with tens of thousands of
+/// connections, so it runs only when the server has been quiet for a sweep.
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only reorganises the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
