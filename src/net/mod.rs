@@ -31,10 +31,11 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 
 use crate::api::{self, ApiRequest, NetCounters, Reply};
+use crate::chat::Recipients;
 use crate::chat::{ChatError, Dialect, Entry, Peer, Secret};
 use crate::config::Config;
 use crate::dialect;
-use crate::events::{ConnId, ToLogic, ToNet};
+use crate::events::{ConnId, Frame, ToLogic, ToNet};
 use crate::http::{self, Head, Route, Service};
 use crate::tls::Tls;
 use conn::{Conn, Contexts, Phase, Speaks, TokenBucket};
@@ -123,6 +124,58 @@ pub struct Net {
     /// memory was given back to the system (see `sweep`).
     activity_at_sweep: u64,
     activity_at_trim: u64,
+}
+
+/// Frames for one audience that arrived one after another from the logic thread, being joined
+/// into one buffer (see `Net::drain_logic`).
+#[derive(Default)]
+struct Run {
+    to: Option<(Recipients, Option<ConnId>)>,
+    /// The first frame as it came (a run of one is not copied).
+    first: Option<Frame>,
+    /// The frames joined so far, once there are two.
+    joined: Vec<u8>,
+}
+
+/// Most bytes joined into one buffer: a longer run starts a new one, so a slow reader's
+/// partly written front buffer stays small.
+const MAX_RUN: usize = 256 * 1024;
+
+impl Run {
+    /// Adds `frame` if it goes to the run's audience; else hands it back.
+    fn join(&mut self, to: &Recipients, except: Option<ConnId>, frame: Frame) -> Option<Frame> {
+        match (&self.to, &self.first) {
+            (Some((run_to, run_except)), Some(first))
+                if Arc::ptr_eq(run_to, to)
+                    && *run_except == except
+                    && first.len() + self.joined.len() + frame.len() <= MAX_RUN =>
+            {
+                if self.joined.is_empty() {
+                    self.joined.extend_from_slice(first);
+                }
+                self.joined.extend_from_slice(&frame);
+                None
+            }
+            _ => Some(frame),
+        }
+    }
+
+    fn start(&mut self, to: Recipients, except: Option<ConnId>, frame: Frame) {
+        self.to = Some((to, except));
+        self.first = Some(frame);
+    }
+
+    /// The audience and the frames of the run, which is then empty.
+    fn take(&mut self) -> Option<(Recipients, Option<ConnId>, Frame)> {
+        let (to, except) = self.to.take()?;
+        let first = self.first.take()?;
+        let frame = if self.joined.is_empty() {
+            first
+        } else {
+            Frame::from(std::mem::take(&mut self.joined))
+        };
+        Some((to, except, frame))
+    }
 }
 
 /// What one client address holds: its connections, and their common message budget.
@@ -456,54 +509,95 @@ impl Net {
     /// have taken what it already made. An overloaded server thus slows its senders down through
     /// TCP, with bounded turns and bounded queues, instead of reading everything, falling ever
     /// further behind, and finally cutting every member off as a slow consumer.
+    ///
+    /// Consecutive frames for the same audience (a room's chat, say) are joined into one buffer
+    /// that each member's queue gets once: a member costs one `writev` slot, one reference and
+    /// one queue entry per run of frames instead of per frame, and the kernel copies one
+    /// contiguous buffer. The run is cut by anything else, so every connection still sees
+    /// its frames in the order the logic thread made them.
     fn drain_logic(&mut self, now: Instant, limit: usize) {
         let mut delivered = 0;
+        let mut run = Run::default();
         while delivered < limit
             && let Ok(batch) = self.from_logic.try_recv()
         {
             for msg in batch {
                 match msg {
-                    ToNet::Send { to, frame } => {
-                        delivered += 1;
-                        self.queue_data(to, Rc::new(frame), now);
-                    }
                     ToNet::SendMany { to, except, frame } => {
                         delivered += to.len();
-                        let frame = Rc::new(frame);
-                        for &id in to.iter().filter(|&&id| Some(id) != except) {
-                            self.queue_data(id, Rc::clone(&frame), now);
+                        if let Some(frame) = run.join(&to, except, frame) {
+                            self.send_run(&mut run, now);
+                            run.start(to, except, frame);
                         }
                     }
-                    ToNet::Close { conn, code, reason } => {
-                        if let Some(key) = self.key_of(conn) {
-                            self.close_ws(key, code, reason, now);
-                        }
-                    }
-                    ToNet::Hold { conn, on } => {
-                        if let Some(key) = self.key_of(conn) {
-                            self.conns[key].held = on;
-                            if !on {
-                                // Whatever arrived meanwhile raised no new readiness event.
-                                self.defer_read(key);
-                            }
-                        }
-                    }
-                    ToNet::Admit { conn, refused } => {
-                        if let Some(key) = self.key_of(conn) {
-                            self.admit(key, refused, now);
-                        }
-                    }
-                    ToNet::Http { conn, reply } => {
-                        if let Some(key) = self.key_of(conn)
-                            && matches!(self.conns[key].phase, Phase::Api { .. })
-                        {
-                            self.respond(key, &reply, now);
-                        }
+                    other => {
+                        // Anything else may concern a member of the run: its frames go first.
+                        self.send_run(&mut run, now);
+                        delivered += self.apply(other, now);
                     }
                 }
             }
         }
+        self.send_run(&mut run, now);
         self.output_backlog = !self.from_logic.is_empty();
+    }
+
+    /// Carries out one message of the logic thread; returns the deliveries it queued.
+    fn apply(&mut self, msg: ToNet, now: Instant) -> usize {
+        match msg {
+            ToNet::Send { to, frame } => {
+                self.queue_data(to, Rc::new(frame), now);
+                1
+            }
+            ToNet::SendMany { to, except, frame } => {
+                let n = to.len();
+                let mut one = Run::default();
+                one.start(to, except, frame);
+                self.send_run(&mut one, now);
+                n
+            }
+            ToNet::Close { conn, code, reason } => {
+                if let Some(key) = self.key_of(conn) {
+                    self.close_ws(key, code, reason, now);
+                }
+                0
+            }
+            ToNet::Hold { conn, on } => {
+                if let Some(key) = self.key_of(conn) {
+                    self.conns[key].held = on;
+                    if !on {
+                        // Whatever arrived meanwhile raised no new readiness event.
+                        self.defer_read(key);
+                    }
+                }
+                0
+            }
+            ToNet::Admit { conn, refused } => {
+                if let Some(key) = self.key_of(conn) {
+                    self.admit(key, refused, now);
+                }
+                0
+            }
+            ToNet::Http { conn, reply } => {
+                if let Some(key) = self.key_of(conn)
+                    && matches!(self.conns[key].phase, Phase::Api { .. })
+                {
+                    self.respond(key, &reply, now);
+                }
+                0
+            }
+        }
+    }
+
+    /// Queues the frames of `run` for its audience, as one buffer.
+    fn send_run(&mut self, run: &mut Run, now: Instant) {
+        let Some((to, except, frame)) = run.take() else {
+            return;
+        };
+        let frame = Rc::new(frame);
+        for &id in to.iter().filter(|&&id| Some(id) != except) {
+            self.queue_data(id, Rc::clone(&frame), now);
+        }
     }
 
     fn key_of(&self, id: ConnId) -> Option<usize> {
@@ -1249,4 +1343,54 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(slot: u32) -> ConnId {
+        ConnId {
+            slot,
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn a_run_joins_frames_for_one_audience_only() {
+        let room: Recipients = Arc::from(vec![id(1), id(2)]);
+        let same_members: Recipients = Arc::from(vec![id(1), id(2)]);
+        let mut run = Run::default();
+        assert!(run.take().is_none());
+
+        // A run of one is handed on as it came, not copied.
+        let one = Frame::from_static(b"one");
+        run.start(room.clone(), None, one.clone());
+        let (_, _, frame) = run.take().unwrap();
+        assert_eq!(frame.as_ptr(), one.as_ptr());
+
+        run.start(room.clone(), None, Frame::from_static(b"a"));
+        assert!(run.join(&room, None, Frame::from_static(b"b")).is_none());
+        assert!(run.join(&room, None, Frame::from_static(b"c")).is_none());
+        // Another audience (even with the same members: a new list means the membership
+        // changed in between), or another `except`, ends the run.
+        assert!(
+            run.join(&same_members, None, Frame::from_static(b"x"))
+                .is_some()
+        );
+        assert!(
+            run.join(&room, Some(id(1)), Frame::from_static(b"x"))
+                .is_some()
+        );
+        let (to, except, frame) = run.take().unwrap();
+        assert!(Arc::ptr_eq(&to, &room) && except.is_none());
+        assert_eq!(&frame[..], b"abc");
+        assert!(run.take().is_none(), "taking empties the run");
+
+        // A run stops growing at MAX_RUN bytes.
+        run.start(room.clone(), None, Frame::from(vec![0; MAX_RUN - 10]));
+        assert!(run.join(&room, None, Frame::from(vec![1; 10])).is_none());
+        assert!(run.join(&room, None, Frame::from_static(b"!")).is_some());
+        assert_eq!(run.take().unwrap().2.len(), MAX_RUN);
+    }
 }
