@@ -164,6 +164,9 @@ pub struct Conn {
     /// sweep, if that was over the cap (see `Net::sweep`: over the cap twice in a row without
     /// shrinking is a slow consumer).
     pub over_cap: Option<usize>,
+    /// The open run of frames (see `Net::drain_logic`) this connection is a member of, 0 if
+    /// none.
+    pub run: u32,
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -246,6 +249,7 @@ impl Conn {
             peer_key,
             held_upgrade: None,
             over_cap: None,
+            run: 0,
         }
     }
 

@@ -124,15 +124,30 @@ pub struct Net {
     /// memory was given back to the system (see `sweep`).
     activity_at_sweep: u64,
     activity_at_trim: u64,
+    /// The number of the last run of frames opened (see `drain_logic`).
+    next_run: u32,
 }
 
-/// Frames for one audience that arrived one after another from the logic thread, being joined
-/// into one buffer (see `Net::drain_logic`).
-#[derive(Default)]
+/// The one connection `msg` is for (`None` for a message to many).
+fn addressee(msg: &ToNet) -> Option<ConnId> {
+    match msg {
+        ToNet::Send { to, .. } => Some(*to),
+        ToNet::SendMany { .. } => None,
+        ToNet::Admit { conn, .. }
+        | ToNet::Close { conn, .. }
+        | ToNet::Http { conn, .. }
+        | ToNet::Hold { conn, .. } => Some(*conn),
+    }
+}
+
+/// Frames for one audience, joined into one buffer while `Net::drain_logic` runs.
 struct Run {
-    to: Option<(Recipients, Option<ConnId>)>,
+    /// Its number, in the `run` field of each member's `Conn`.
+    seq: u32,
+    to: Recipients,
+    except: Option<ConnId>,
     /// The first frame as it came (a run of one is not copied).
-    first: Option<Frame>,
+    first: Frame,
     /// The frames joined so far, once there are two.
     joined: Vec<u8>,
 }
@@ -140,41 +155,33 @@ struct Run {
 /// Most bytes joined into one buffer: a longer run starts a new one, so a slow reader's
 /// partly written front buffer stays small.
 const MAX_RUN: usize = 256 * 1024;
+/// Most runs open at once; the oldest is queued when another one starts.
+const MAX_OPEN_RUNS: usize = 64;
 
 impl Run {
-    /// Adds `frame` if it goes to the run's audience; else hands it back.
-    fn join(&mut self, to: &Recipients, except: Option<ConnId>, frame: Frame) -> Option<Frame> {
-        match (&self.to, &self.first) {
-            (Some((run_to, run_except)), Some(first))
-                if Arc::ptr_eq(run_to, to)
-                    && *run_except == except
-                    && first.len() + self.joined.len() + frame.len() <= MAX_RUN =>
-            {
-                if self.joined.is_empty() {
-                    self.joined.extend_from_slice(first);
-                }
-                self.joined.extend_from_slice(&frame);
-                None
-            }
-            _ => Some(frame),
+    fn is_for(&self, to: &Recipients, except: Option<ConnId>) -> bool {
+        Arc::ptr_eq(&self.to, to) && self.except == except
+    }
+
+    /// Adds `frame` if the run has room for it; else hands it back.
+    fn join(&mut self, frame: Frame) -> Option<Frame> {
+        if self.first.len() + self.joined.len() + frame.len() > MAX_RUN {
+            return Some(frame);
         }
+        if self.joined.is_empty() {
+            self.joined.extend_from_slice(&self.first);
+        }
+        self.joined.extend_from_slice(&frame);
+        None
     }
 
-    fn start(&mut self, to: Recipients, except: Option<ConnId>, frame: Frame) {
-        self.to = Some((to, except));
-        self.first = Some(frame);
-    }
-
-    /// The audience and the frames of the run, which is then empty.
-    fn take(&mut self) -> Option<(Recipients, Option<ConnId>, Frame)> {
-        let (to, except) = self.to.take()?;
-        let first = self.first.take()?;
-        let frame = if self.joined.is_empty() {
-            first
+    /// The run's frames as one buffer.
+    fn into_frame(self) -> Frame {
+        if self.joined.is_empty() {
+            self.first
         } else {
-            Frame::from(std::mem::take(&mut self.joined))
-        };
-        Some((to, except, frame))
+            Frame::from(self.joined)
+        }
     }
 }
 
@@ -263,6 +270,7 @@ impl Net {
             addrs: HashMap::new(),
             activity_at_sweep: 0,
             activity_at_trim: 0,
+            next_run: 0,
         })
     }
 
@@ -510,14 +518,16 @@ impl Net {
     /// TCP, with bounded turns and bounded queues, instead of reading everything, falling ever
     /// further behind, and finally cutting every member off as a slow consumer.
     ///
-    /// Consecutive frames for the same audience (a room's chat, say) are joined into one buffer
-    /// that each member's queue gets once: a member costs one `writev` slot, one reference and
-    /// one queue entry per run of frames instead of per frame, and the kernel copies one
-    /// contiguous buffer. The run is cut by anything else, so every connection still sees
-    /// its frames in the order the logic thread made them.
+    /// Frames for the same audience (a room's chat, say) are joined into one buffer (a run) that
+    /// each member's queue gets once: a member costs one `writev` slot, one reference and one
+    /// queue entry per turn instead of per frame, and the kernel copies one contiguous buffer.
+    /// Runs for several audiences (rooms) stay open side by side as long as no connection is
+    /// in two of them, and anything else for a member of an open run (a reply, a close) queues
+    /// that run first, so every connection still sees its frames in the order the logic
+    /// thread made them.
     fn drain_logic(&mut self, now: Instant, limit: usize) {
         let mut delivered = 0;
-        let mut run = Run::default();
+        let mut runs: Vec<Run> = Vec::new();
         while delivered < limit
             && let Ok(batch) = self.from_logic.try_recv()
         {
@@ -525,20 +535,36 @@ impl Net {
                 match msg {
                     ToNet::SendMany { to, except, frame } => {
                         delivered += to.len();
-                        if let Some(frame) = run.join(&to, except, frame) {
-                            self.send_run(&mut run, now);
-                            run.start(to, except, frame);
-                        }
+                        let frame = match runs.iter_mut().find(|r| r.is_for(&to, except)) {
+                            Some(run) => match run.join(frame) {
+                                None => continue,
+                                Some(frame) => {
+                                    let seq = run.seq;
+                                    self.end_run(&mut runs, seq, now);
+                                    frame
+                                }
+                            },
+                            None => frame,
+                        };
+                        self.start_run(&mut runs, to, except, frame, now);
                     }
                     other => {
-                        // Anything else may concern a member of the run: its frames go first.
-                        self.send_run(&mut run, now);
+                        // A frame or a close for a member of an open run goes after the run.
+                        if let Some(seq) = addressee(&other)
+                            .and_then(|id| self.key_of(id))
+                            .map(|key| self.conns[key].run)
+                            .filter(|&seq| seq != 0)
+                        {
+                            self.end_run(&mut runs, seq, now);
+                        }
                         delivered += self.apply(other, now);
                     }
                 }
             }
         }
-        self.send_run(&mut run, now);
+        for run in runs {
+            self.send_run(run, now);
+        }
         self.output_backlog = !self.from_logic.is_empty();
     }
 
@@ -550,11 +576,11 @@ impl Net {
                 1
             }
             ToNet::SendMany { to, except, frame } => {
-                let n = to.len();
-                let mut one = Run::default();
-                one.start(to, except, frame);
-                self.send_run(&mut one, now);
-                n
+                let frame = Rc::new(frame);
+                for &id in to.iter().filter(|&&id| Some(id) != except) {
+                    self.queue_data(id, Rc::clone(&frame), now);
+                }
+                to.len()
             }
             ToNet::Close { conn, code, reason } => {
                 if let Some(key) = self.key_of(conn) {
@@ -589,13 +615,58 @@ impl Net {
         }
     }
 
-    /// Queues the frames of `run` for its audience, as one buffer.
-    fn send_run(&mut self, run: &mut Run, now: Instant) {
-        let Some((to, except, frame)) = run.take() else {
-            return;
-        };
-        let frame = Rc::new(frame);
+    /// Opens a run for `to` (but `except`) with `frame`. A member of another open run ends
+    /// that run first (queues it), so no connection is in two open runs and the order in
+    /// which runs are queued at the end cannot reorder any connection's frames.
+    fn start_run(
+        &mut self,
+        runs: &mut Vec<Run>,
+        to: Recipients,
+        except: Option<ConnId>,
+        frame: Frame,
+        now: Instant,
+    ) {
+        if runs.len() >= MAX_OPEN_RUNS {
+            let oldest = runs.remove(0);
+            self.send_run(oldest, now);
+        }
+        self.next_run = self.next_run.wrapping_add(1).max(1);
+        let seq = self.next_run;
         for &id in to.iter().filter(|&&id| Some(id) != except) {
+            let Some(key) = self.key_of(id) else { continue };
+            let other = self.conns[key].run;
+            if other != 0 {
+                self.end_run(runs, other, now);
+            }
+            self.conns[key].run = seq;
+        }
+        runs.push(Run {
+            seq,
+            to,
+            except,
+            first: frame,
+            joined: Vec::new(),
+        });
+    }
+
+    /// Queues the open run `seq`.
+    fn end_run(&mut self, runs: &mut Vec<Run>, seq: u32, now: Instant) {
+        if let Some(i) = runs.iter().position(|r| r.seq == seq) {
+            let run = runs.remove(i);
+            self.send_run(run, now);
+        }
+    }
+
+    /// Queues the frames of `run` for its audience, as one buffer.
+    fn send_run(&mut self, run: Run, now: Instant) {
+        let (to, except, seq) = (run.to.clone(), run.except, run.seq);
+        let frame = Rc::new(run.into_frame());
+        for &id in to.iter().filter(|&&id| Some(id) != except) {
+            if let Some(key) = self.key_of(id)
+                && self.conns[key].run == seq
+            {
+                self.conns[key].run = 0;
+            }
             self.queue_data(id, Rc::clone(&frame), now);
         }
     }
@@ -1357,40 +1428,31 @@ mod tests {
     }
 
     #[test]
-    fn a_run_joins_frames_for_one_audience_only() {
+    fn a_run_joins_frames_up_to_its_limit_and_copies_a_single_one_not_at_all() {
         let room: Recipients = Arc::from(vec![id(1), id(2)]);
         let same_members: Recipients = Arc::from(vec![id(1), id(2)]);
-        let mut run = Run::default();
-        assert!(run.take().is_none());
-
-        // A run of one is handed on as it came, not copied.
         let one = Frame::from_static(b"one");
-        run.start(room.clone(), None, one.clone());
-        let (_, _, frame) = run.take().unwrap();
-        assert_eq!(frame.as_ptr(), one.as_ptr());
+        let run = |frame: Frame| Run {
+            seq: 1,
+            to: room.clone(),
+            except: None,
+            first: frame,
+            joined: Vec::new(),
+        };
+        assert_eq!(run(one.clone()).into_frame().as_ptr(), one.as_ptr());
 
-        run.start(room.clone(), None, Frame::from_static(b"a"));
-        assert!(run.join(&room, None, Frame::from_static(b"b")).is_none());
-        assert!(run.join(&room, None, Frame::from_static(b"c")).is_none());
-        // Another audience (even with the same members: a new list means the membership
-        // changed in between), or another `except`, ends the run.
-        assert!(
-            run.join(&same_members, None, Frame::from_static(b"x"))
-                .is_some()
-        );
-        assert!(
-            run.join(&room, Some(id(1)), Frame::from_static(b"x"))
-                .is_some()
-        );
-        let (to, except, frame) = run.take().unwrap();
-        assert!(Arc::ptr_eq(&to, &room) && except.is_none());
-        assert_eq!(&frame[..], b"abc");
-        assert!(run.take().is_none(), "taking empties the run");
+        let mut r = run(Frame::from_static(b"a"));
+        assert!(r.join(Frame::from_static(b"b")).is_none());
+        assert!(r.join(Frame::from_static(b"c")).is_none());
+        // A new list means the membership changed: another audience, even if equal.
+        assert!(r.is_for(&room, None));
+        assert!(!r.is_for(&same_members, None));
+        assert!(!r.is_for(&room, Some(id(1))));
+        assert_eq!(&r.into_frame()[..], b"abc");
 
-        // A run stops growing at MAX_RUN bytes.
-        run.start(room.clone(), None, Frame::from(vec![0; MAX_RUN - 10]));
-        assert!(run.join(&room, None, Frame::from(vec![1; 10])).is_none());
-        assert!(run.join(&room, None, Frame::from_static(b"!")).is_some());
-        assert_eq!(run.take().unwrap().2.len(), MAX_RUN);
+        let mut r = run(Frame::from(vec![0; MAX_RUN - 10]));
+        assert!(r.join(Frame::from(vec![1; 10])).is_none());
+        assert!(r.join(Frame::from_static(b"!")).is_some());
+        assert_eq!(r.into_frame().len(), MAX_RUN);
     }
 }
