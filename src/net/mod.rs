@@ -1427,6 +1427,113 @@ mod tests {
         }
     }
 
+    /// A net thread with no connections, fed by the returned sender.
+    fn net() -> (Net, Sender<Vec<ToNet>>) {
+        let (to_logic, _) = crossbeam_channel::unbounded();
+        let (to_net, from_logic) = crossbeam_channel::unbounded();
+        let parts = NetParts {
+            poll: Poll::new().unwrap(),
+            listener: TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap(),
+            to_logic,
+            from_logic,
+            stop: Arc::new(AtomicBool::new(false)),
+            tls: None,
+        };
+        let net = Net::new(parts, Arc::new(Config::new(0, "pw"))).unwrap();
+        (net, to_net)
+    }
+
+    /// Adds a WebSocket connection over a loopback socket (the client end is dropped: nothing
+    /// is written in these tests).
+    fn add_conn(net: &mut Net) -> ConnId {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let entry = net.conns.vacant_entry();
+        let id = ConnId {
+            slot: entry.key() as u32,
+            generation: 0,
+        };
+        let now = Instant::now();
+        let mut conn = Conn::new(
+            id,
+            Transport::Plain(mio::net::TcpStream::from_std(server)),
+            peer,
+            now,
+            now,
+            1,
+            1 << 20,
+            Peer::at(1),
+        );
+        conn.phase = Phase::Ws {
+            ctx: None,
+            speaks: Speaks::Echo,
+            closing: false,
+        };
+        conn.deadline = None;
+        entry.insert(conn);
+        id
+    }
+
+    /// What `id` has queued, and in how many buffers.
+    fn queued(net: &mut Net, id: ConnId) -> (String, usize) {
+        let outbox = &mut net.conns[id.slot as usize].outbox;
+        let buffers = outbox.buffers();
+        let mut out = Vec::new();
+        assert!(outbox.write_to(&mut out).unwrap());
+        (String::from_utf8(out).unwrap(), buffers)
+    }
+
+    #[test]
+    fn joined_runs_keep_every_connections_order() {
+        let (mut net, to_net) = net();
+        let (u, v, c) = (add_conn(&mut net), add_conn(&mut net), add_conn(&mut net));
+        let room_a: Recipients = Arc::from(vec![u, c]);
+        let room_b: Recipients = Arc::from(vec![v, c]);
+        let room_u: Recipients = Arc::from(vec![u]);
+        let room_v: Recipients = Arc::from(vec![v]);
+        let many = |to: &Recipients, text: &'static str| ToNet::SendMany {
+            to: to.clone(),
+            except: None,
+            frame: Frame::from_static(text.as_bytes()),
+        };
+        // c is in both rooms: their frames must reach it interleaved as made, and a frame for
+        // u alone must come after the room frames made before it.
+        to_net
+            .send(vec![
+                many(&room_a, "a1 "),
+                many(&room_b, "b1 "),
+                many(&room_a, "a2 "),
+                ToNet::Send {
+                    to: u,
+                    frame: Frame::from_static(b"u "),
+                },
+                many(&room_a, "a3 "),
+            ])
+            .unwrap();
+        net.drain_logic(Instant::now(), usize::MAX);
+        assert_eq!(queued(&mut net, c).0, "a1 b1 a2 a3 ");
+        assert_eq!(queued(&mut net, u).0, "a1 a2 u a3 ");
+        assert_eq!(queued(&mut net, v).0, "b1 ");
+
+        // Rooms with no member in common are joined side by side: one buffer each.
+        to_net
+            .send(vec![
+                many(&room_u, "x1 "),
+                many(&room_v, "y1 "),
+                many(&room_u, "x2 "),
+            ])
+            .unwrap();
+        to_net.send(vec![many(&room_v, "y2 ")]).unwrap();
+        net.drain_logic(Instant::now(), usize::MAX);
+        assert_eq!(queued(&mut net, u), ("x1 x2 ".to_string(), 1));
+        assert_eq!(queued(&mut net, v), ("y1 y2 ".to_string(), 1));
+        assert!(
+            net.conns.iter().all(|(_, c)| c.run == 0),
+            "no run left open"
+        );
+    }
+
     #[test]
     fn a_run_joins_frames_up_to_its_limit_and_copies_a_single_one_not_at_all() {
         let room: Recipients = Arc::from(vec![id(1), id(2)]);

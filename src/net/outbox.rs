@@ -52,6 +52,12 @@ impl Outbox {
         }
     }
 
+    /// Buffers queued (each is one `writev` slot).
+    #[cfg(test)]
+    pub fn buffers(&self) -> usize {
+        self.queue.len()
+    }
+
     pub fn push(&mut self, frame: SharedFrame) {
         if !frame.is_empty() {
             self.len += frame.len();
