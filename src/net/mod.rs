@@ -53,6 +53,9 @@ const MAX_TURN_DELIVERIES: usize = 32 * 1024;
 /// Client messages forwarded to the logic thread per turn at most: bounds the output one turn's
 /// input can cause, so backpressure (see `drain_logic`) acts in small steps.
 const MAX_TURN_EVENTS: usize = 1024;
+/// On one CPU, how long the loop waits for the logic thread's answer to a batch before going
+/// on without it (the answer then comes through the waker as usual).
+const HANDOFF_WAIT: Duration = Duration::from_millis(2);
 /// Bytes one connection may read per turn of the loop before others get theirs.
 const READ_BUDGET: usize = 256 * 1024;
 /// A slow consumer's queue may grow to this many times `max_outbound` before the sweep
@@ -126,6 +129,10 @@ pub struct Net {
     activity_at_trim: u64,
     /// The number of the last run of frames opened (see `drain_logic`).
     next_run: u32,
+    /// The process may use one CPU only (affinity or quota): this thread and the logic thread
+    /// take turns on it, so after handing the logic thread a batch this one waits for the
+    /// answer. With more CPUs they work side by side instead.
+    one_core: bool,
 }
 
 /// The one connection `msg` is for (`None` for a message to many).
@@ -271,6 +278,7 @@ impl Net {
             activity_at_sweep: 0,
             activity_at_trim: 0,
             next_run: 0,
+            one_core: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
         })
     }
 
@@ -335,7 +343,13 @@ impl Net {
                 self.sweep(now);
                 next_sweep = now + SWEEP;
             }
-            self.send_to_logic();
+            if self.send_to_logic() && self.one_core {
+                // The logic thread can only run while this one waits: wait for its answer and
+                // send it this turn, instead of going round the loop and being woken for it.
+                if let Ok(answer) = self.from_logic.recv_timeout(HANDOFF_WAIT) {
+                    self.drain_logic_from(Some(answer), now, MAX_TURN_DELIVERIES);
+                }
+            }
             self.flush_dirty();
             if let Some(deadline) = self.stop_deadline
                 && (self.conns.is_empty() || now >= deadline)
@@ -351,10 +365,13 @@ impl Net {
     }
 
     /// Hands this turn's events to the logic thread in one batch.
-    fn send_to_logic(&mut self) {
-        if !self.for_logic.is_empty() {
-            let _ = self.to_logic.send(std::mem::take(&mut self.for_logic));
+    /// Returns whether there was anything to send.
+    fn send_to_logic(&mut self) -> bool {
+        if self.for_logic.is_empty() {
+            return false;
         }
+        let _ = self.to_logic.send(std::mem::take(&mut self.for_logic));
+        true
     }
 
     fn accept_all(&mut self, now: Instant) {
@@ -526,10 +543,15 @@ impl Net {
     /// that run first, so every connection still sees its frames in the order the logic
     /// thread made them.
     fn drain_logic(&mut self, now: Instant, limit: usize) {
+        self.drain_logic_from(None, now, limit);
+    }
+
+    /// [`Net::drain_logic`], starting with `first`, a batch already taken from the channel.
+    fn drain_logic_from(&mut self, mut first: Option<Vec<ToNet>>, now: Instant, limit: usize) {
         let mut delivered = 0;
         let mut runs: Vec<Run> = Vec::new();
         while delivered < limit
-            && let Ok(batch) = self.from_logic.try_recv()
+            && let Some(batch) = first.take().or_else(|| self.from_logic.try_recv().ok())
         {
             for msg in batch {
                 match msg {
