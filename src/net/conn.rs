@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tungstenite::protocol::WebSocketContext;
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
 use super::outbox::Outbox;
 use super::transport::Transport;
@@ -43,6 +43,8 @@ pub struct Io {
     budget: usize,
     /// The budget ran out with input possibly still waiting: read again on the next turn.
     pub starved: bool,
+    /// Where the bytes read so far stand in the frame stream.
+    pub frames: FrameBounds,
 }
 
 impl Io {
@@ -76,6 +78,7 @@ impl Read for Io {
         let n = self.transport.read(&mut buf[..len])?;
         self.budget -= n;
         self.wire_in += n;
+        self.frames.feed(&buf[..n]);
         Ok(n)
     }
 }
@@ -106,8 +109,13 @@ pub enum Phase {
     Head(Vec<u8>),
     /// Speaking WebSocket. `closing` once we have sent a close frame: nothing more is queued,
     /// and we only wait (until the deadline) for the peer's close.
+    ///
+    /// `ctx` is tungstenite's state, read buffer included (most of what a connection holds).
+    /// It is only held while a frame or a fragmented message is partly received, or once
+    /// closing; between messages it goes back to the net thread's [`Contexts`] (see
+    /// [`Conn::ctx_at_rest`]), so an idle connection holds none.
     Ws {
-        ctx: Box<WebSocketContext>,
+        ctx: Option<Box<WebSocketContext>>,
         speaks: Speaks,
         closing: bool,
     },
@@ -156,6 +164,9 @@ pub struct Conn {
     /// sweep, if that was over the cap (see `Net::sweep`: over the cap twice in a row without
     /// shrinking is a slow consumer).
     pub over_cap: Option<usize>,
+    /// The open run of frames (see `Net::drain_logic`) this connection is a member of, 0 if
+    /// none.
+    pub run: u32,
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -221,6 +232,7 @@ impl Conn {
                 wire_limit,
                 budget: 0,
                 starved: false,
+                frames: FrameBounds::default(),
             },
             outbox: Outbox::default(),
             phase: Phase::Head(Vec::new()),
@@ -237,6 +249,7 @@ impl Conn {
             peer_key,
             held_upgrade: None,
             over_cap: None,
+            run: 0,
         }
     }
 
@@ -251,12 +264,290 @@ impl Conn {
     pub fn accepts_data(&self) -> bool {
         matches!(self.phase, Phase::Ws { closing: false, .. })
     }
+
+    /// Takes the connection's tungstenite context if it holds nothing that is not already
+    /// handled: every byte read so far belongs to a complete frame, no fragmented message is
+    /// under way, and we are not closing. Call it only right after tungstenite's `read` said
+    /// `WouldBlock` from the socket (not from the read budget): tungstenite reads from the socket
+    /// only when no complete frame is left in its buffer, and pending pongs are flushed before
+    /// that, so together with the frame bounds its buffer is then empty and its state that of
+    /// a new context.
+    pub fn ctx_at_rest(&mut self) -> Option<Box<WebSocketContext>> {
+        match &mut self.phase {
+            Phase::Ws {
+                ctx,
+                closing: false,
+                ..
+            } if self.io.frames.at_rest() && !self.io.starved && self.io.ctrl.is_empty() => {
+                ctx.take()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Follows the frame boundaries in the bytes a WebSocket connection reads (the same bytes
+/// tungstenite parses), so the net thread knows when tungstenite holds no part of a frame or
+/// message: only then can its context be given back while the connection is idle. Costs a few
+/// byte operations per frame header; payload bytes are skipped by count.
+#[derive(Debug, Default)]
+pub struct FrameBounds {
+    /// The header being read (at most 2 + 8 length + 4 mask bytes).
+    head: [u8; 14],
+    head_len: u8,
+    /// Payload bytes of the current frame still to come.
+    payload_left: u64,
+    /// A data frame without FIN was seen, and not yet the final continuation frame.
+    in_message: bool,
+}
+
+impl FrameBounds {
+    /// Follows `bytes`, the next bytes of the stream.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.payload_left > 0 {
+                let n = bytes
+                    .len()
+                    .min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
+                self.payload_left -= n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let want = self.head_size();
+            let n = (want - usize::from(self.head_len)).min(bytes.len());
+            let at = usize::from(self.head_len);
+            self.head[at..at + n].copy_from_slice(&bytes[..n]);
+            self.head_len += n as u8;
+            bytes = &bytes[n..];
+            if usize::from(self.head_len) == self.head_size() {
+                self.end_head();
+            }
+        }
+    }
+
+    /// True at a frame boundary outside any fragmented message.
+    pub fn at_rest(&self) -> bool {
+        self.head_len == 0 && self.payload_left == 0 && !self.in_message
+    }
+
+    /// The size of the header being read, as far as its first two bytes tell.
+    fn head_size(&self) -> usize {
+        if self.head_len < 2 {
+            return 2;
+        }
+        let b1 = self.head[1];
+        let ext = match b1 & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        2 + ext + if b1 & 0x80 != 0 { 4 } else { 0 }
+    }
+
+    /// A header is complete: note its payload length and whether a message goes on.
+    fn end_head(&mut self) {
+        let (b0, b1) = (self.head[0], self.head[1]);
+        self.payload_left = match b1 & 0x7F {
+            126 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
+            127 => u64::from_be_bytes(self.head[2..10].try_into().expect("8 bytes")),
+            n => u64::from(n),
+        };
+        if b0 & 0x08 == 0 {
+            // A data frame or a continuation (control frames, 0x8..=0xF, come in between).
+            self.in_message = b0 & 0x80 == 0;
+        }
+        self.head_len = 0;
+    }
+}
+
+/// Most contexts kept for reuse.
+const SPARE_CONTEXTS: usize = 64;
+
+/// The net thread's tungstenite contexts that no connection holds, for connections that start
+/// receiving a frame. Reusing them spares a busy connection an allocation and a free of its
+/// read buffer per read; at most [`SPARE_CONTEXTS`] are kept.
+pub struct Contexts {
+    cfg: WebSocketConfig,
+    #[expect(
+        clippy::vec_box,
+        reason = "the boxes move between connections and this list as they are"
+    )]
+    spare: Vec<Box<WebSocketContext>>,
+}
+
+impl Contexts {
+    pub fn new(cfg: WebSocketConfig) -> Self {
+        Contexts {
+            cfg,
+            spare: Vec::new(),
+        }
+    }
+
+    /// A context in the state of a new one.
+    pub fn take(&mut self) -> Box<WebSocketContext> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Box::new(WebSocketContext::new(Role::Server, Some(self.cfg))))
+    }
+
+    /// Keeps `ctx` (from [`Conn::ctx_at_rest`]) for the next [`Contexts::take`].
+    pub fn give(&mut self, ctx: Box<WebSocketContext>) {
+        if self.spare.len() < SPARE_CONTEXTS {
+            self.spare.push(ctx);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::TokenBucket;
-    use std::time::{Duration, Instant};
+    use super::*;
+    use std::time::Duration;
+
+    /// A masked client frame.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![u8::from(fin) << 7 | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let mask = [7, 1, 2, 3];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    #[test]
+    fn frame_bounds_are_found_however_the_bytes_are_split() {
+        // (frame, at rest after it): a text message, a 300-byte and a 70,000-byte binary one,
+        // then a fragmented message with a ping inside it.
+        let frames = [
+            (frame(true, 1, b"hello"), true),
+            (frame(true, 2, &[9; 300]), true),
+            (frame(true, 2, &vec![5; 70_000]), true),
+            (frame(false, 1, b"frag"), false),
+            (frame(true, 9, b"ping"), false),
+            (frame(false, 0, b"men"), false),
+            (frame(true, 0, b"ted"), true),
+            (frame(true, 1, b""), true),
+        ];
+        let stream: Vec<u8> = frames.iter().flat_map(|(f, _)| f.clone()).collect();
+        let mut ends = Vec::new();
+        let mut at = 0;
+        for (f, rest) in &frames {
+            at += f.len();
+            ends.push((at, *rest));
+        }
+        for chunk in [1, 2, 3, 7, 13, 100, 4096, stream.len()] {
+            let mut fb = FrameBounds::default();
+            assert!(fb.at_rest());
+            let mut fed = 0;
+            for piece in stream.chunks(chunk) {
+                fb.feed(piece);
+                fed += piece.len();
+                let want = ends
+                    .iter()
+                    .find(|(end, _)| *end == fed)
+                    .is_some_and(|e| e.1);
+                assert_eq!(fb.at_rest(), want, "chunks of {chunk}, after {fed} bytes");
+            }
+            assert!(fb.at_rest());
+        }
+    }
+
+    /// A connection in the WebSocket phase over a loopback socket, and the client's end.
+    fn ws_conn(contexts: &mut Contexts) -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let now = Instant::now();
+        let mut conn = Conn::new(
+            ConnId {
+                slot: 0,
+                generation: 0,
+            },
+            Transport::Plain(mio::net::TcpStream::from_std(server)),
+            peer,
+            now,
+            now,
+            10,
+            1 << 20,
+            crate::chat::Peer::at(1),
+        );
+        conn.phase = Phase::Ws {
+            ctx: Some(contexts.take()),
+            speaks: Speaks::Echo,
+            closing: false,
+        };
+        (conn, client)
+    }
+
+    /// Reads messages as the net thread does, until the socket would block; then what
+    /// `ctx_at_rest` gives back goes to `contexts`. Returns the messages and whether it did.
+    fn read_all(conn: &mut Conn, contexts: &mut Contexts) -> (usize, bool) {
+        conn.io.refill(1 << 20);
+        let mut messages = 0;
+        loop {
+            let Phase::Ws { ctx, .. } = &mut conn.phase else {
+                panic!("not a WebSocket connection")
+            };
+            let ctx = ctx.get_or_insert_with(|| contexts.take());
+            match ctx.read(&mut conn.io) {
+                Ok(m) if m.is_text() || m.is_binary() => messages += 1,
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+            conn.collect_ctrl();
+        }
+        conn.collect_ctrl();
+        let released = conn.ctx_at_rest().map(|c| contexts.give(c)).is_some();
+        (messages, released)
+    }
+
+    #[test]
+    fn an_idle_connection_holds_no_tungstenite_context() {
+        let cfg = WebSocketConfig::default().read_buffer_size(2048);
+        let mut contexts = Contexts::new(cfg);
+        let (mut conn, mut client) = ws_conn(&mut contexts);
+        let held = |c: &Conn| matches!(c.phase, Phase::Ws { ctx: Some(_), .. });
+
+        // Half a frame: tungstenite holds it, so the context stays.
+        let hello = frame(true, 1, b"hello there");
+        client.write_all(&hello[..5]).unwrap();
+        assert_eq!(read_all(&mut conn, &mut contexts), (0, false));
+        assert!(held(&conn));
+        // The rest, and one more whole message: both read, nothing partial left.
+        client.write_all(&hello[5..]).unwrap();
+        client.write_all(&frame(true, 2, &[1; 3000])).unwrap();
+        assert_eq!(read_all(&mut conn, &mut contexts), (2, true));
+        assert!(
+            !held(&conn),
+            "idle after a burst: the context was given back"
+        );
+
+        // A fragmented message under way keeps it, a ping in between too (its pong goes out).
+        client.write_all(&frame(false, 1, b"part ")).unwrap();
+        client.write_all(&frame(true, 9, b"p")).unwrap();
+        assert_eq!(read_all(&mut conn, &mut contexts), (0, false));
+        assert!(held(&conn));
+        assert_eq!(conn.outbox.len(), 3, "the pong");
+        client.write_all(&frame(true, 0, b"two")).unwrap();
+        assert_eq!(read_all(&mut conn, &mut contexts), (1, true));
+        assert!(!held(&conn));
+
+        // A context taken back from the spares reads on as a new one would.
+        client.write_all(&frame(true, 1, b"again")).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        assert_eq!(read_all(&mut conn, &mut contexts), (1, true));
+    }
 
     #[test]
     fn bucket_allows_burst_then_rate() {

@@ -31,13 +31,14 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 
 use crate::api::{self, ApiRequest, NetCounters, Reply};
+use crate::chat::Recipients;
 use crate::chat::{ChatError, Dialect, Entry, Peer, Secret};
 use crate::config::Config;
 use crate::dialect;
-use crate::events::{ConnId, ToLogic, ToNet};
+use crate::events::{ConnId, Frame, ToLogic, ToNet};
 use crate::http::{self, Head, Route, Service};
 use crate::tls::Tls;
-use conn::{Conn, Phase, Speaks, TokenBucket};
+use conn::{Conn, Contexts, Phase, Speaks, TokenBucket};
 use outbox::SharedFrame;
 use transport::Transport;
 
@@ -52,6 +53,9 @@ const MAX_TURN_DELIVERIES: usize = 32 * 1024;
 /// Client messages forwarded to the logic thread per turn at most: bounds the output one turn's
 /// input can cause, so backpressure (see `drain_logic`) acts in small steps.
 const MAX_TURN_EVENTS: usize = 1024;
+/// On one CPU, how long the loop waits for the logic thread's answer to a batch before going
+/// on without it (the answer then comes through the waker as usual).
+const HANDOFF_WAIT: Duration = Duration::from_millis(2);
 /// Bytes one connection may read per turn of the loop before others get theirs.
 const READ_BUDGET: usize = 256 * 1024;
 /// A slow consumer's queue may grow to this many times `max_outbound` before the sweep
@@ -98,6 +102,8 @@ pub struct Net {
     for_logic: Vec<ToLogic>,
     cfg: Arc<Config>,
     ws_cfg: WebSocketConfig,
+    /// tungstenite contexts no connection holds (see [`Phase::Ws`]).
+    contexts: Contexts,
     routes: http::Routes,
     /// The TLS config new connections get; rebuilt from its files on `SIGHUP`.
     tls: Option<Tls>,
@@ -117,6 +123,73 @@ pub struct Net {
     stats: NetCounters,
     /// Connections and the shared message budget of each address that has connections.
     addrs: HashMap<u128, AddrState>,
+    /// Connections accepted plus messages read, at the last sweep and at the last time free
+    /// memory was given back to the system (see `sweep`).
+    activity_at_sweep: u64,
+    activity_at_trim: u64,
+    /// The number of the last run of frames opened (see `drain_logic`).
+    next_run: u32,
+    /// The process may use one CPU only (affinity or quota): this thread and the logic thread
+    /// take turns on it, so after handing the logic thread a batch this one waits for the
+    /// answer. With more CPUs they work side by side instead.
+    one_core: bool,
+}
+
+/// The one connection `msg` is for (`None` for a message to many).
+fn addressee(msg: &ToNet) -> Option<ConnId> {
+    match msg {
+        ToNet::Send { to, .. } => Some(*to),
+        ToNet::SendMany { .. } => None,
+        ToNet::Admit { conn, .. }
+        | ToNet::Close { conn, .. }
+        | ToNet::Http { conn, .. }
+        | ToNet::Hold { conn, .. } => Some(*conn),
+    }
+}
+
+/// Frames for one audience, joined into one buffer while `Net::drain_logic` runs.
+struct Run {
+    /// Its number, in the `run` field of each member's `Conn`.
+    seq: u32,
+    to: Recipients,
+    except: Option<ConnId>,
+    /// The first frame as it came (a run of one is not copied).
+    first: Frame,
+    /// The frames joined so far, once there are two.
+    joined: Vec<u8>,
+}
+
+/// Most bytes joined into one buffer: a longer run starts a new one, so a slow reader's
+/// partly written front buffer stays small.
+const MAX_RUN: usize = 256 * 1024;
+/// Most runs open at once; the oldest is queued when another one starts.
+const MAX_OPEN_RUNS: usize = 64;
+
+impl Run {
+    fn is_for(&self, to: &Recipients, except: Option<ConnId>) -> bool {
+        Arc::ptr_eq(&self.to, to) && self.except == except
+    }
+
+    /// Adds `frame` if the run has room for it; else hands it back.
+    fn join(&mut self, frame: Frame) -> Option<Frame> {
+        if self.first.len() + self.joined.len() + frame.len() > MAX_RUN {
+            return Some(frame);
+        }
+        if self.joined.is_empty() {
+            self.joined.extend_from_slice(&self.first);
+        }
+        self.joined.extend_from_slice(&frame);
+        None
+    }
+
+    /// The run's frames as one buffer.
+    fn into_frame(self) -> Frame {
+        if self.joined.is_empty() {
+            self.first
+        } else {
+            Frame::from(self.joined)
+        }
+    }
 }
 
 /// What one client address holds: its connections, and their common message budget.
@@ -192,6 +265,7 @@ impl Net {
             },
             cfg,
             ws_cfg,
+            contexts: Contexts::new(ws_cfg),
             tls,
             stop,
             stop_deadline: None,
@@ -201,6 +275,10 @@ impl Net {
             output_backlog: false,
             stats: NetCounters::default(),
             addrs: HashMap::new(),
+            activity_at_sweep: 0,
+            activity_at_trim: 0,
+            next_run: 0,
+            one_core: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
         })
     }
 
@@ -265,7 +343,13 @@ impl Net {
                 self.sweep(now);
                 next_sweep = now + SWEEP;
             }
-            self.send_to_logic();
+            if self.send_to_logic() && self.one_core {
+                // The logic thread can only run while this one waits: wait for its answer and
+                // send it this turn, instead of going round the loop and being woken for it.
+                if let Ok(answer) = self.from_logic.recv_timeout(HANDOFF_WAIT) {
+                    self.drain_logic_from(Some(answer), now, MAX_TURN_DELIVERIES);
+                }
+            }
             self.flush_dirty();
             if let Some(deadline) = self.stop_deadline
                 && (self.conns.is_empty() || now >= deadline)
@@ -281,10 +365,13 @@ impl Net {
     }
 
     /// Hands this turn's events to the logic thread in one batch.
-    fn send_to_logic(&mut self) {
-        if !self.for_logic.is_empty() {
-            let _ = self.to_logic.send(std::mem::take(&mut self.for_logic));
+    /// Returns whether there was anything to send.
+    fn send_to_logic(&mut self) -> bool {
+        if self.for_logic.is_empty() {
+            return false;
         }
+        let _ = self.to_logic.send(std::mem::take(&mut self.for_logic));
+        true
     }
 
     fn accept_all(&mut self, now: Instant) {
@@ -448,54 +535,163 @@ impl Net {
     /// have taken what it already made. An overloaded server thus slows its senders down through
     /// TCP, with bounded turns and bounded queues, instead of reading everything, falling ever
     /// further behind, and finally cutting every member off as a slow consumer.
+    ///
+    /// Frames for the same audience (a room's chat, say) are joined into one buffer (a run) that
+    /// each member's queue gets once: a member costs one `writev` slot, one reference and one
+    /// queue entry per turn instead of per frame, and the kernel copies one contiguous buffer.
+    /// Runs for several audiences (rooms) stay open side by side as long as no connection is
+    /// in two of them, and anything else for a member of an open run (a reply, a close) queues
+    /// that run first, so every connection still sees its frames in the order the logic
+    /// thread made them.
     fn drain_logic(&mut self, now: Instant, limit: usize) {
+        self.drain_logic_from(None, now, limit);
+    }
+
+    /// [`Net::drain_logic`], starting with `first`, a batch already taken from the channel.
+    fn drain_logic_from(&mut self, mut first: Option<Vec<ToNet>>, now: Instant, limit: usize) {
         let mut delivered = 0;
+        let mut runs: Vec<Run> = Vec::new();
         while delivered < limit
-            && let Ok(batch) = self.from_logic.try_recv()
+            && let Some(batch) = first.take().or_else(|| self.from_logic.try_recv().ok())
         {
             for msg in batch {
                 match msg {
-                    ToNet::Send { to, frame } => {
-                        delivered += 1;
-                        self.queue_data(to, Rc::new(frame), now);
-                    }
                     ToNet::SendMany { to, except, frame } => {
                         delivered += to.len();
-                        let frame = Rc::new(frame);
-                        for &id in to.iter().filter(|&&id| Some(id) != except) {
-                            self.queue_data(id, Rc::clone(&frame), now);
-                        }
+                        let frame = match runs.iter_mut().find(|r| r.is_for(&to, except)) {
+                            Some(run) => match run.join(frame) {
+                                None => continue,
+                                Some(frame) => {
+                                    let seq = run.seq;
+                                    self.end_run(&mut runs, seq, now);
+                                    frame
+                                }
+                            },
+                            None => frame,
+                        };
+                        self.start_run(&mut runs, to, except, frame, now);
                     }
-                    ToNet::Close { conn, code, reason } => {
-                        if let Some(key) = self.key_of(conn) {
-                            self.close_ws(key, code, reason, now);
-                        }
-                    }
-                    ToNet::Hold { conn, on } => {
-                        if let Some(key) = self.key_of(conn) {
-                            self.conns[key].held = on;
-                            if !on {
-                                // Whatever arrived meanwhile raised no new readiness event.
-                                self.defer_read(key);
-                            }
-                        }
-                    }
-                    ToNet::Admit { conn, refused } => {
-                        if let Some(key) = self.key_of(conn) {
-                            self.admit(key, refused, now);
-                        }
-                    }
-                    ToNet::Http { conn, reply } => {
-                        if let Some(key) = self.key_of(conn)
-                            && matches!(self.conns[key].phase, Phase::Api { .. })
+                    other => {
+                        // A frame or a close for a member of an open run goes after the run.
+                        if let Some(seq) = addressee(&other)
+                            .and_then(|id| self.key_of(id))
+                            .map(|key| self.conns[key].run)
+                            .filter(|&seq| seq != 0)
                         {
-                            self.respond(key, &reply, now);
+                            self.end_run(&mut runs, seq, now);
                         }
+                        delivered += self.apply(other, now);
                     }
                 }
             }
         }
+        for run in runs {
+            self.send_run(run, now);
+        }
         self.output_backlog = !self.from_logic.is_empty();
+    }
+
+    /// Carries out one message of the logic thread; returns the deliveries it queued.
+    fn apply(&mut self, msg: ToNet, now: Instant) -> usize {
+        match msg {
+            ToNet::Send { to, frame } => {
+                self.queue_data(to, Rc::new(frame), now);
+                1
+            }
+            ToNet::SendMany { to, except, frame } => {
+                let frame = Rc::new(frame);
+                for &id in to.iter().filter(|&&id| Some(id) != except) {
+                    self.queue_data(id, Rc::clone(&frame), now);
+                }
+                to.len()
+            }
+            ToNet::Close { conn, code, reason } => {
+                if let Some(key) = self.key_of(conn) {
+                    self.close_ws(key, code, reason, now);
+                }
+                0
+            }
+            ToNet::Hold { conn, on } => {
+                if let Some(key) = self.key_of(conn) {
+                    self.conns[key].held = on;
+                    if !on {
+                        // Whatever arrived meanwhile raised no new readiness event.
+                        self.defer_read(key);
+                    }
+                }
+                0
+            }
+            ToNet::Admit { conn, refused } => {
+                if let Some(key) = self.key_of(conn) {
+                    self.admit(key, refused, now);
+                }
+                0
+            }
+            ToNet::Http { conn, reply } => {
+                if let Some(key) = self.key_of(conn)
+                    && matches!(self.conns[key].phase, Phase::Api { .. })
+                {
+                    self.respond(key, &reply, now);
+                }
+                0
+            }
+        }
+    }
+
+    /// Opens a run for `to` (but `except`) with `frame`. A member of another open run ends
+    /// that run first (queues it), so no connection is in two open runs and the order in
+    /// which runs are queued at the end cannot reorder any connection's frames.
+    fn start_run(
+        &mut self,
+        runs: &mut Vec<Run>,
+        to: Recipients,
+        except: Option<ConnId>,
+        frame: Frame,
+        now: Instant,
+    ) {
+        if runs.len() >= MAX_OPEN_RUNS {
+            let oldest = runs.remove(0);
+            self.send_run(oldest, now);
+        }
+        self.next_run = self.next_run.wrapping_add(1).max(1);
+        let seq = self.next_run;
+        for &id in to.iter().filter(|&&id| Some(id) != except) {
+            let Some(key) = self.key_of(id) else { continue };
+            let other = self.conns[key].run;
+            if other != 0 {
+                self.end_run(runs, other, now);
+            }
+            self.conns[key].run = seq;
+        }
+        runs.push(Run {
+            seq,
+            to,
+            except,
+            first: frame,
+            joined: Vec::new(),
+        });
+    }
+
+    /// Queues the open run `seq`.
+    fn end_run(&mut self, runs: &mut Vec<Run>, seq: u32, now: Instant) {
+        if let Some(i) = runs.iter().position(|r| r.seq == seq) {
+            let run = runs.remove(i);
+            self.send_run(run, now);
+        }
+    }
+
+    /// Queues the frames of `run` for its audience, as one buffer.
+    fn send_run(&mut self, run: Run, now: Instant) {
+        let (to, except, seq) = (run.to.clone(), run.except, run.seq);
+        let frame = Rc::new(run.into_frame());
+        for &id in to.iter().filter(|&&id| Some(id) != except) {
+            if let Some(key) = self.key_of(id)
+                && self.conns[key].run == seq
+            {
+                self.conns[key].run = 0;
+            }
+            self.queue_data(id, Rc::clone(&frame), now);
+        }
     }
 
     fn key_of(&self, id: ConnId) -> Option<usize> {
@@ -598,6 +794,7 @@ impl Net {
             return;
         }
         *closing = true;
+        let ctx = ctx.get_or_insert_with(|| self.contexts.take());
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.into(),
@@ -764,6 +961,7 @@ impl Net {
                 } else {
                     conn.outbox.push(Rc::new(Bytes::from(response)));
                 }
+                conn.io.frames.feed(&leftover);
                 let ctx = WebSocketContext::from_partially_read(
                     leftover,
                     Role::Server,
@@ -783,7 +981,7 @@ impl Net {
                     Service::Echo => Speaks::Echo,
                 };
                 conn.phase = Phase::Ws {
-                    ctx: Box::new(ctx),
+                    ctx: Some(Box::new(ctx)),
                     speaks,
                     closing: false,
                 };
@@ -843,6 +1041,7 @@ impl Net {
             let Phase::Ws { ctx, closing, .. } = &mut conn.phase else {
                 return true;
             };
+            let ctx = ctx.get_or_insert_with(|| self.contexts.take());
             let result = ctx.read(&mut conn.io);
             let closing = *closing;
             conn.collect_ctrl();
@@ -869,6 +1068,8 @@ impl Net {
                 Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
                     if conn.io.starved {
                         self.defer_read(key);
+                    } else if let Some(ctx) = conn.ctx_at_rest() {
+                        self.contexts.give(ctx);
                     }
                     return true;
                 }
@@ -901,6 +1102,7 @@ impl Net {
         let dialect = match *speaks {
             Speaks::Chat(dialect) => dialect,
             Speaks::Echo => {
+                let ctx = ctx.get_or_insert_with(|| self.contexts.take());
                 let _ = ctx
                     .write(&mut conn.io, msg)
                     .and_then(|_| ctx.flush(&mut conn.io));
@@ -1069,6 +1271,7 @@ impl Net {
             if conn.held_upgrade.is_some() {
                 continue;
             }
+            conn.outbox.release_if_empty();
             // Slowness is judged by draining, not by size at one instant: a client with more
             // than the cap waiting for it (our queue plus what the kernel holds unsent) at two
             // sweeps in a row, and no less at the second, is not reading. A reader the server
@@ -1094,7 +1297,14 @@ impl Net {
             } else if silent >= self.cfg.ping_interval && !conn.pinged {
                 debug!("{}: silent for {silent:?}: ping", conn.peer);
                 conn.pinged = true;
-                let _ = ctx.write(&mut conn.io, Message::Ping(Bytes::new()));
+                // A silent connection holds no context (see `Phase::Ws`): borrow one for the
+                // ping and give it back.
+                let borrowed = ctx.is_none();
+                let held = ctx.get_or_insert_with(|| self.contexts.take());
+                let _ = held.write(&mut conn.io, Message::Ping(Bytes::new()));
+                if borrowed && let Some(c) = ctx.take() {
+                    self.contexts.give(c);
+                }
                 conn.collect_ctrl();
                 if !conn.dirty {
                     conn.dirty = true;
@@ -1126,6 +1336,16 @@ impl Net {
         for key in slow {
             self.cut_slow_consumer(key, "not draining", now);
         }
+        // Once things have been quiet for a sweep after activity (a burst of connections or
+        // messages), give the allocator's free memory back to the system: what a burst
+        // allocated and freed (handshakes, contexts, frames, batches) otherwise stays in the
+        // process's RSS, scattered between the connections' long-lived allocations.
+        let activity = self.stats.accepted + self.stats.messages_in;
+        if activity == self.activity_at_sweep && activity != self.activity_at_trim {
+            self.activity_at_trim = activity;
+            give_back_free_memory();
+        }
+        self.activity_at_sweep = activity;
     }
 
     /// Forgets a connection, telling the logic thread if it knew it.
@@ -1143,6 +1363,17 @@ impl Net {
         if conn.known_to_logic {
             self.for_logic.push(ToLogic::Closed { conn: conn.id });
         }
+    }
+}
+
+/// Returns the allocator's free memory to the system (glibc's `malloc_trim`: free pages inside
+/// the heap too, not only at its top). Takes about a millisecond with tens of thousands of
+/// connections, so it runs only when the server has been quiet for a sweep.
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only reorganises the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -1206,4 +1437,152 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(slot: u32) -> ConnId {
+        ConnId {
+            slot,
+            generation: 0,
+        }
+    }
+
+    /// A net thread with no connections, fed by the returned sender.
+    fn net() -> (Net, Sender<Vec<ToNet>>) {
+        let (to_logic, _) = crossbeam_channel::unbounded();
+        let (to_net, from_logic) = crossbeam_channel::unbounded();
+        let parts = NetParts {
+            poll: Poll::new().unwrap(),
+            listener: TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap(),
+            to_logic,
+            from_logic,
+            stop: Arc::new(AtomicBool::new(false)),
+            tls: None,
+        };
+        let net = Net::new(parts, Arc::new(Config::new(0, "pw"))).unwrap();
+        (net, to_net)
+    }
+
+    /// Adds a WebSocket connection over a loopback socket (the client end is dropped: nothing
+    /// is written in these tests).
+    fn add_conn(net: &mut Net) -> ConnId {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let entry = net.conns.vacant_entry();
+        let id = ConnId {
+            slot: entry.key() as u32,
+            generation: 0,
+        };
+        let now = Instant::now();
+        let mut conn = Conn::new(
+            id,
+            Transport::Plain(mio::net::TcpStream::from_std(server)),
+            peer,
+            now,
+            now,
+            1,
+            1 << 20,
+            Peer::at(1),
+        );
+        conn.phase = Phase::Ws {
+            ctx: None,
+            speaks: Speaks::Echo,
+            closing: false,
+        };
+        conn.deadline = None;
+        entry.insert(conn);
+        id
+    }
+
+    /// What `id` has queued, and in how many buffers.
+    fn queued(net: &mut Net, id: ConnId) -> (String, usize) {
+        let outbox = &mut net.conns[id.slot as usize].outbox;
+        let buffers = outbox.buffers();
+        let mut out = Vec::new();
+        assert!(outbox.write_to(&mut out).unwrap());
+        (String::from_utf8(out).unwrap(), buffers)
+    }
+
+    #[test]
+    fn joined_runs_keep_every_connections_order() {
+        let (mut net, to_net) = net();
+        let (u, v, c) = (add_conn(&mut net), add_conn(&mut net), add_conn(&mut net));
+        let room_a: Recipients = Arc::from(vec![u, c]);
+        let room_b: Recipients = Arc::from(vec![v, c]);
+        let room_u: Recipients = Arc::from(vec![u]);
+        let room_v: Recipients = Arc::from(vec![v]);
+        let many = |to: &Recipients, text: &'static str| ToNet::SendMany {
+            to: to.clone(),
+            except: None,
+            frame: Frame::from_static(text.as_bytes()),
+        };
+        // c is in both rooms: their frames must reach it interleaved as made, and a frame for
+        // u alone must come after the room frames made before it.
+        to_net
+            .send(vec![
+                many(&room_a, "a1 "),
+                many(&room_b, "b1 "),
+                many(&room_a, "a2 "),
+                ToNet::Send {
+                    to: u,
+                    frame: Frame::from_static(b"u "),
+                },
+                many(&room_a, "a3 "),
+            ])
+            .unwrap();
+        net.drain_logic(Instant::now(), usize::MAX);
+        assert_eq!(queued(&mut net, c).0, "a1 b1 a2 a3 ");
+        assert_eq!(queued(&mut net, u).0, "a1 a2 u a3 ");
+        assert_eq!(queued(&mut net, v).0, "b1 ");
+
+        // Rooms with no member in common are joined side by side: one buffer each.
+        to_net
+            .send(vec![
+                many(&room_u, "x1 "),
+                many(&room_v, "y1 "),
+                many(&room_u, "x2 "),
+            ])
+            .unwrap();
+        to_net.send(vec![many(&room_v, "y2 ")]).unwrap();
+        net.drain_logic(Instant::now(), usize::MAX);
+        assert_eq!(queued(&mut net, u), ("x1 x2 ".to_string(), 1));
+        assert_eq!(queued(&mut net, v), ("y1 y2 ".to_string(), 1));
+        assert!(
+            net.conns.iter().all(|(_, c)| c.run == 0),
+            "no run left open"
+        );
+    }
+
+    #[test]
+    fn a_run_joins_frames_up_to_its_limit_and_copies_a_single_one_not_at_all() {
+        let room: Recipients = Arc::from(vec![id(1), id(2)]);
+        let same_members: Recipients = Arc::from(vec![id(1), id(2)]);
+        let one = Frame::from_static(b"one");
+        let run = |frame: Frame| Run {
+            seq: 1,
+            to: room.clone(),
+            except: None,
+            first: frame,
+            joined: Vec::new(),
+        };
+        assert_eq!(run(one.clone()).into_frame().as_ptr(), one.as_ptr());
+
+        let mut r = run(Frame::from_static(b"a"));
+        assert!(r.join(Frame::from_static(b"b")).is_none());
+        assert!(r.join(Frame::from_static(b"c")).is_none());
+        // A new list means the membership changed: another audience, even if equal.
+        assert!(r.is_for(&room, None));
+        assert!(!r.is_for(&same_members, None));
+        assert!(!r.is_for(&room, Some(id(1))));
+        assert_eq!(&r.into_frame()[..], b"abc");
+
+        let mut r = run(Frame::from(vec![0; MAX_RUN - 10]));
+        assert!(r.join(Frame::from(vec![1; 10])).is_none());
+        assert!(r.join(Frame::from_static(b"!")).is_some());
+        assert_eq!(r.into_frame().len(), MAX_RUN);
+    }
 }

@@ -44,6 +44,20 @@ impl Outbox {
         self.len() == 0
     }
 
+    /// Gives back the queue's memory if nothing waits (an idle connection then holds none; a
+    /// burst can have grown the queue to thousands of entries).
+    pub fn release_if_empty(&mut self) {
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
+    }
+
+    /// Buffers queued (each is one `writev` slot).
+    #[cfg(test)]
+    pub fn buffers(&self) -> usize {
+        self.queue.len()
+    }
+
     pub fn push(&mut self, frame: SharedFrame) {
         if !frame.is_empty() {
             self.len += frame.len();
@@ -234,6 +248,23 @@ mod tests {
         sock.budget = 100;
         assert!(ob.write_to(&mut sock).unwrap());
         assert_eq!(sock.out, b"0123456789CLOSE");
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_its_memory_back() {
+        let mut ob = Outbox::default();
+        for _ in 0..1000 {
+            ob.push(frame(b"burst"));
+        }
+        ob.release_if_empty();
+        assert!(ob.queue.capacity() >= 1000, "frames waiting: kept");
+        assert!(
+            ob.write_to(&mut Trickle::new(usize::MAX, usize::MAX))
+                .unwrap()
+        );
+        assert!(ob.queue.capacity() >= 1000);
+        ob.release_if_empty();
+        assert_eq!(ob.queue.capacity(), 0, "idle: nothing held");
     }
 
     #[test]

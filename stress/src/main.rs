@@ -50,17 +50,21 @@ const MAX_SECONDS: f64 = 3600.0;
       stress --url-template 'ws://127.0.0.1:9001/ws/chat/{room}/?nickname=u{i}' -n 10000 -r 100 -s 0 --server-pid 1234"
 )]
 struct Cli {
-    /// Protocol mode: the server's WebSocket URL.
+    /// Protocol mode: the server's WebSocket URL. Several (repeated or comma-separated, e.g. the
+    /// nodes of a cluster): connection i uses URL i % count; rooms and users are set up through
+    /// the first.
     #[arg(
         long,
+        value_delimiter = ',',
         default_value = "ws://127.0.0.1:8080/",
         conflicts_with = "url_template"
     )]
-    url: String,
+    url: Vec<String>,
     /// Raw mode: a room URL with `{room}` (replaced by r0, r1, ...) and `{i}` (the connection
-    /// number), e.g. ws://127.0.0.1:PORT/ws/chat/{room}/?nickname=u{i}
-    #[arg(long)]
-    url_template: Option<String>,
+    /// number), e.g. ws://127.0.0.1:PORT/ws/chat/{room}/?nickname=u{i}. Several (repeated or
+    /// comma-separated): connection i uses template i % count.
+    #[arg(long, value_delimiter = ',')]
+    url_template: Vec<String>,
     /// The server password (protocol mode: needed to create persistent rooms and users).
     #[arg(long)]
     password: Option<String>,
@@ -454,13 +458,22 @@ fn tls_client(name: &str, ca: Option<&std::path::Path>) -> Result<sock::TlsClien
 fn run(cli: &Cli) -> Result<Report, String> {
     validate(cli)?;
     let origin = Instant::now();
-    let (mode, url) = match &cli.url_template {
-        Some(t) => (Mode::Raw, t.clone()),
-        None => (Mode::Protocol, cli.url.clone()),
+    let (mode, urls) = if cli.url_template.is_empty() {
+        (Mode::Protocol, &cli.url)
+    } else {
+        (Mode::Raw, &cli.url_template)
     };
-    let target = target::parse(&url)?;
-    if mode == Mode::Raw && cli.rooms > 1 && !target.path.contains("{room}") {
+    let targets = urls
+        .iter()
+        .map(|u| target::parse(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = targets.first().ok_or("no URL given")?;
+    if mode == Mode::Raw && cli.rooms > 1 && targets.iter().any(|t| !t.path.contains("{room}")) {
         return Err("--url-template needs {room} when --rooms is more than 1".into());
+    }
+    // One TLS client configuration serves every connection, so every URL must name one host.
+    if targets.iter().any(|t| t.tls_name != target.tls_name) {
+        return Err("all URLs must be ws://, or all wss:// with the same host name".into());
     }
     let tls = match &target.tls_name {
         None => None,
@@ -499,7 +512,7 @@ fn run(cli: &Cli) -> Result<Report, String> {
             .password
             .as_deref()
             .ok_or("protocol mode needs --password (rooms are created persistent with it)")?;
-        let mut ctl = setup::Control::connect(&target, origin + connect_limit)?;
+        let mut ctl = setup::Control::connect(target, origin + connect_limit)?;
         let names: Vec<String> = (0..cli.rooms).map(|k| format!("stress{k}")).collect();
         room_ids = ctl.create_rooms(&names, password)?;
         if cli.login {
@@ -524,9 +537,7 @@ fn run(cli: &Cli) -> Result<Report, String> {
 
     let plan = Plan {
         mode,
-        addr: target.addr,
-        host_header: target.host_header.clone(),
-        path: target.path.clone(),
+        targets: targets.clone(),
         connections: cli.connections,
         rooms: cli.rooms,
         senders,
@@ -635,7 +646,7 @@ fn run(cli: &Cli) -> Result<Report, String> {
             Mode::Protocol => "protocol",
             Mode::Raw => "raw",
         },
-        url,
+        url: urls.join(","),
         connections: plan.connections,
         rooms: plan.rooms,
         senders: plan.senders,

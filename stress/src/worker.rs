@@ -16,13 +16,13 @@ use crate::frame::{
 use crate::payload;
 use crate::sock::{Sock, TlsClient};
 use crate::sys;
+use crate::target::Target;
 use crate::wire::{self, Fields};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -65,10 +65,9 @@ pub struct Login {
 #[derive(Debug)]
 pub struct Plan {
     pub mode: Mode,
-    pub addr: SocketAddr,
-    pub host_header: String,
-    /// Request path; in raw mode with `{room}` and `{i}` still to be filled in.
-    pub path: String,
+    /// Where to connect: connection `i` uses `targets[i % targets.len()]`. In raw mode the
+    /// paths still hold `{room}` and `{i}`.
+    pub targets: Vec<Target>,
     pub connections: usize,
     pub rooms: usize,
     pub senders: usize,
@@ -95,6 +94,11 @@ impl Plan {
     /// Name of room `k` in raw mode.
     pub fn room_name(k: usize) -> String {
         format!("r{k}")
+    }
+
+    /// The URL connection `i` uses: round-robin over the targets.
+    pub fn target(&self, i: usize) -> &Target {
+        &self.targets[i % self.targets.len()]
     }
 
     /// Senders in room `r` (they are the connections `i < senders` with `i % rooms == r`).
@@ -543,7 +547,8 @@ impl Worker {
             let k = self.next_connect;
             self.next_connect += 1;
             self.conns[k].started = Instant::now();
-            let connected = TcpStream::connect(self.plan.addr)
+            let target = self.plan.target(self.conns[k].idx as usize);
+            let connected = TcpStream::connect(target.addr)
                 .and_then(|tcp| Sock::new(tcp, self.plan.tls.as_ref()));
             match connected {
                 Ok(mut sock) => {
@@ -601,16 +606,16 @@ impl Worker {
         }
         let c = &mut self.conns[k];
         c.st = St::Handshaking;
+        let target = self.plan.target(c.idx as usize);
         let path = match self.plan.mode {
-            Mode::Protocol => self.plan.path.clone(),
-            Mode::Raw => self
-                .plan
+            Mode::Protocol => target.path.clone(),
+            Mode::Raw => target
                 .path
                 .replace("{room}", &Plan::room_name(c.room as usize))
                 .replace("{i}", &c.idx.to_string()),
         };
         let sub = (self.plan.mode == Mode::Protocol).then_some("chatroom-protocol");
-        frame::write_request(&mut c.wbuf, &self.plan.host_header, &path, sub);
+        frame::write_request(&mut c.wbuf, &target.host_header, &path, sub);
         self.mark_dirty(k);
     }
 

@@ -199,6 +199,60 @@ fn raw_mode_through_the_room_url_endpoint() {
     assert_clean(&r, 50, 25);
 }
 
+/// Connections spread round-robin over several URLs (for the nodes of a cluster): repeated
+/// `--url-template`, or comma-separated.
+#[test]
+fn connections_spread_round_robin_over_several_urls() {
+    let (a, b) = (Server::start(), Server::start());
+    let template = |s: &Server| {
+        format!(
+            "ws://127.0.0.1:{}/ws/chat/{{room}}/?nickname=u{{i}}",
+            s.port
+        )
+    };
+    // Two rooms over two servers: connection i is in room i % 2 on server i % 2, so each room
+    // lives whole on one server and every copy arrives.
+    let (ta, tb) = (template(&a), template(&b));
+    let r = stress(&[
+        "--url-template",
+        &ta,
+        "--url-template",
+        &tb,
+        "-n",
+        "20",
+        "-r",
+        "2",
+        "-d",
+        "1",
+        "--warmup",
+        "0.5",
+    ]);
+    assert_clean(&r, 20, 10);
+    // One room over two servers that know nothing of each other: each member sees only the
+    // members on its own server, so exactly half of the copies arrive. That can only be if the
+    // connections were split evenly between the two URLs.
+    let both = format!("{ta},{tb}");
+    let r = stress(&[
+        "--url-template",
+        &both,
+        "-n",
+        "20",
+        "-r",
+        "1",
+        "-d",
+        "1",
+        "--warmup",
+        "0.5",
+        "--drain",
+        "0.5",
+    ]);
+    assert_eq!(n(&r, "/connect/established"), 20, "{r}");
+    let sent = n(&r, "/run/sent");
+    assert!(sent > 0, "nothing sent: {r}");
+    assert_eq!(n(&r, "/run/expected"), sent * 20, "{r}");
+    assert_eq!(n(&r, "/run/delivered"), sent * 10, "{r}");
+}
+
 #[test]
 fn wrong_password_is_reported_not_hung() {
     let server = Server::start();
