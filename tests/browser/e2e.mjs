@@ -246,8 +246,12 @@ try {
   const half = 500;
   const started = Date.now();
   await Promise.all([flood(A, roomId, "A", half), flood(B, roomId, "B", half)]);
-  await waitRow(B, roomLog, "alice", `burst A ${half} ✓`, 30_000);
-  await waitRow(B, roomLog, "bob", `burst B ${half} ✓`, 30_000);
+  // Each sender's messages arrive in order, so once both pages show both senders' last rows,
+  // every row is there.
+  for (const page of [A, B]) {
+    await waitRow(page, roomLog, "alice", `burst A ${half} ✓`, 30_000);
+    await waitRow(page, roomLog, "bob", `burst B ${half} ✓`, 30_000);
+  }
   const burst = 2 * half;
   for (const page of [A, B]) {
     const rows = await page.evaluate((sel) => [...document.querySelectorAll(`${sel} .text`)].filter((t) => t.textContent.startsWith("burst ")).length, roomLog);
