@@ -42,6 +42,22 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    fn new(client: u64, dialect: Dialect, identity: Identity, peer: Peer) -> Conn {
+        Conn {
+            client,
+            dialect,
+            identity,
+            snaps_enabled: false,
+            sequenced: false,
+            rooms: BTreeSet::new(),
+            busy: false,
+            queue: Queue::new(),
+            held: false,
+            peer,
+            node: None,
+        }
+    }
+
     pub fn user(&self) -> Option<u64> {
         match self.identity {
             Identity::User(id) => Some(id),
@@ -72,20 +88,8 @@ impl Conns {
     pub fn open(&mut self, conn: ConnId, dialect: Dialect, identity: Identity, peer: Peer) -> u64 {
         self.last_client = self.ids.after(self.last_client);
         let client = self.last_client;
-        let c = Conn {
-            client,
-            dialect,
-            identity,
-            snaps_enabled: false,
-            sequenced: false,
-            rooms: BTreeSet::new(),
-            busy: false,
-            queue: Queue::new(),
-            held: false,
-            peer,
-            node: None,
-        };
-        self.by_id.insert(conn, c);
+        self.by_id
+            .insert(conn, Conn::new(client, dialect, identity, peer));
         self.by_client.insert(client, conn);
         self.everyone[dialect.index()] = OnceCell::new();
         client
@@ -106,17 +110,8 @@ impl Conns {
             generation: ConnId::REMOTE,
         };
         let c = Conn {
-            client,
-            dialect,
-            identity,
-            snaps_enabled: false,
-            sequenced: false,
-            rooms: BTreeSet::new(),
-            busy: false,
-            queue: Queue::new(),
-            held: false,
-            peer: Peer::default(),
             node: Some(node),
+            ..Conn::new(client, dialect, identity, Peer::default())
         };
         self.by_id.insert(conn, c);
         self.by_client.insert(client, conn);

@@ -253,6 +253,22 @@ fn healthy(server: &TestServer) -> bool {
     api(server, "/healthz").1["cluster"] == "up"
 }
 
+/// A temporary room `name` made by a client of `a` and joined by a client of `b` (once `b`
+/// knows of it), both past the join: the two clients and the room's id.
+fn shared_room(a: &TestServer, b: &TestServer, name: &str) -> (Client, Client, u64) {
+    let (mut x, _) = a.chat_client();
+    x.send(&format!("addchatroom(1,{}0,0,0,)", s(name)));
+    let created = wait_for(&mut x, "chatroomcreated(1,");
+    let room: u64 = created.split(',').nth(1).unwrap().parse().unwrap();
+    let (mut y, _) = b.chat_client();
+    eventually("the other node knows the room", || {
+        y.send(&format!("joinchatroom(1,{room},0,0,)"));
+        answer(&mut y, 1).starts_with("userjoinedchatroom")
+    });
+    wait_for(&mut x, "userjoinedchatroom(");
+    (x, y, room)
+}
+
 fn metric(server: &TestServer, name: &str) -> u64 {
     let page = http_get(&server.addr(), "/metrics");
     page.lines()
@@ -400,19 +416,7 @@ fn sendto_reaches_a_user_on_two_other_nodes_and_nodes_without_members_hear_nothi
     assert_eq!(wait_for(&mut on_c, "msg("), want);
 
     // A busy room on A and B only: C, with no member in it, hears none of its messages.
-    let (mut x, _) = a.chat_client();
-    x.send(&format!("addchatroom(1,{}0,0,0,)", s("busy")));
-    let created = wait_for(&mut x, "chatroomcreated(1,");
-    let room: u64 = created.split(',').nth(1).unwrap().parse().unwrap();
-    let (mut y, _) = b.chat_client();
-    loop {
-        y.send(&format!("joinchatroom(1,{room},0,0,)"));
-        if answer(&mut y, 1).starts_with("userjoinedchatroom") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    wait_for(&mut x, "userjoinedchatroom(");
+    let (mut x, mut y, room) = shared_room(&a, &b, "busy");
     let before_c = metric(&c, "websocket_cluster_room_messages_received_total");
     let before_b = metric(&b, "websocket_cluster_room_messages_received_total");
     for i in 0..50 {
@@ -513,19 +517,8 @@ fn a_killed_nodes_members_leave_the_other_nodes_rooms_within_the_bound() {
     };
     let a = node(&redis, "a");
     let mut b = node(&redis, "b");
-    let (mut x, _) = a.chat_client();
-    x.send(&format!("addchatroom(1,{}0,0,0,)", s("doomed")));
-    let created = wait_for(&mut x, "chatroomcreated(1,");
-    let room: u64 = created.split(',').nth(1).unwrap().parse().unwrap();
-    let (mut y, _) = b.chat_client();
-    loop {
-        y.send(&format!("joinchatroom(1,{room},0,0,)"));
-        if answer(&mut y, 1).starts_with("userjoinedchatroom") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    wait_for(&mut x, "userjoinedchatroom(");
+    // B's member stays connected until B is killed (bound, not dropped).
+    let (mut x, _member_on_b, room) = shared_room(&a, &b, "doomed");
     let killed = Instant::now();
     b.kill9();
     let left = wait_for(&mut x, "userleftchatroom(");
@@ -548,19 +541,7 @@ fn traffic_resumes_after_redis_restarts_without_restarting_a_node() {
         return;
     };
     let (a, b) = (node(&redis, "a"), node(&redis, "b"));
-    let (mut x, _) = a.chat_client();
-    x.send(&format!("addchatroom(1,{}0,0,0,)", s("steady")));
-    let created = wait_for(&mut x, "chatroomcreated(1,");
-    let room: u64 = created.split(',').nth(1).unwrap().parse().unwrap();
-    let (mut y, _) = b.chat_client();
-    loop {
-        y.send(&format!("joinchatroom(1,{room},0,0,)"));
-        if answer(&mut y, 1).starts_with("userjoinedchatroom") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    wait_for(&mut x, "userjoinedchatroom(");
+    let (mut x, mut y, room) = shared_room(&a, &b, "steady");
     redis.stop();
     eventually("both nodes notice Redis is gone", || {
         !healthy(&a) && !healthy(&b)
