@@ -435,13 +435,7 @@ impl Chat {
                 .unwrap_or_default();
             for conn in movers {
                 self.exit(conn, other, 0, false, out);
-                if self
-                    .rooms
-                    .get(keep)
-                    .is_some_and(|r| !r.members.contains(conn))
-                {
-                    self.enter(conn, keep, 0, out);
-                }
+                self.enter_if_absent(conn, keep, out);
             }
         }
     }
@@ -519,13 +513,18 @@ impl Chat {
             self.exit(conn, room, 0, false, out);
         }
         for room in state.rooms {
-            if self
-                .rooms
-                .get(room)
-                .is_some_and(|r| !r.members.contains(conn))
-            {
-                self.enter(conn, room, 0, out);
-            }
+            self.enter_if_absent(conn, room, out);
+        }
+    }
+
+    /// Puts `conn` in `room` unless it is already there or the room is unknown here.
+    fn enter_if_absent(&mut self, conn: ConnId, room: u64, out: &mut dyn Sink) {
+        if self
+            .rooms
+            .get(room)
+            .is_some_and(|r| !r.members.contains(conn))
+        {
+            self.enter(conn, room, 0, out);
         }
     }
 

@@ -269,6 +269,16 @@ fn shared_room(a: &TestServer, b: &TestServer, name: &str) -> (Client, Client, u
     (x, y, room)
 }
 
+/// Node A, and node B reaching Redis through a relay that is cut: B knows it is cut off.
+fn cut_off_pair(redis: &Redis) -> (Relay, TestServer, TestServer) {
+    let relay = Relay::start(redis);
+    let a = node(redis, "a");
+    let b = node_at(&relay.url(), "b");
+    relay.cut();
+    eventually("node B notices it is cut off", || !healthy(&b));
+    (relay, a, b)
+}
+
 fn metric(server: &TestServer, name: &str) -> u64 {
     let page = http_get(&server.addr(), "/metrics");
     page.lines()
@@ -612,11 +622,7 @@ fn a_node_cut_off_from_redis_catches_up_on_the_changes_it_missed() {
     let Some(redis) = Redis::start("partition") else {
         return;
     };
-    let relay = Relay::start(&redis);
-    let a = node(&redis, "a");
-    let b = node_at(&relay.url(), "b");
-    relay.cut();
-    eventually("node B notices it is cut off", || !healthy(&b));
+    let (relay, a, b) = cut_off_pair(&redis);
     // Made on A while B cannot hear it.
     let (mut x, _) = a.chat_client();
     x.send(&format!("register(1,{}{})", s("gina"), s("password1")));
@@ -639,11 +645,7 @@ fn room_url_rooms_of_one_name_made_apart_become_one() {
     let Some(redis) = Redis::start("url_rooms_merge") else {
         return;
     };
-    let relay = Relay::start(&redis);
-    let a = node(&redis, "a");
-    let b = node_at(&relay.url(), "b");
-    relay.cut();
-    eventually("node B notices it is cut off", || !healthy(&b));
+    let (relay, a, b) = cut_off_pair(&redis);
     // Each node makes its own room "meet": neither can hear of the other's.
     let mut bob = a.client_at("/ws/chat/meet/?nickname=bob", None);
     assert_eq!(bob.recv(), "bob joined meet");
