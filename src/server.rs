@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::crash;
 use crate::events::ToLogic;
 use crate::logic::{Logic, Workers};
-use crate::net::{Net, NetParts, WAKER};
+use crate::net::{Handoff, Net, NetParts, WAKER};
 use crate::store::Store;
 use crate::tls::Tls;
 use crate::webhook::Webhooks;
@@ -78,6 +78,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let handoff = Arc::new(Handoff::new(waker.clone()));
         let (to_net, net_rx) = unbounded();
         let stop = Arc::new(AtomicBool::new(false));
         let parts = NetParts {
@@ -86,6 +87,7 @@ impl Server {
             to_logic: to_logic.clone(),
             from_logic: net_rx,
             stop: stop.clone(),
+            handoff: handoff.clone(),
             tls,
         };
         // The net thread's state is built on that thread (it holds `Rc`s, so it cannot move
@@ -154,10 +156,10 @@ impl Server {
             chat.replicate(roster, 0, &mut crate::chat::Discard);
         }
         let logic = Logic::with(chat, workers);
-        let logic_waker = waker.clone();
+        let logic_handoff = handoff.clone();
         let logic = thread::Builder::new().name("logic".into()).spawn(move || {
             crash::thread_started();
-            crate::logic::run(logic, logic_rx, to_net, logic_waker)
+            crate::logic::run(logic, logic_rx, to_net, logic_handoff)
         })?;
         Ok(Server {
             addr,

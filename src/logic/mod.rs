@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use mio::Waker;
 
 use std::collections::VecDeque;
 
@@ -22,6 +21,7 @@ use crate::chat::{
 use crate::cluster::ToCluster;
 use crate::dialect::{self, ActorView};
 use crate::events::{Frame, ToLogic, ToNet};
+use crate::net::Handoff;
 use crate::store;
 use crate::webhook::Webhooks;
 
@@ -41,7 +41,7 @@ pub fn run(
     mut logic: Logic,
     events: Receiver<Vec<ToLogic>>,
     to_net: Sender<Vec<ToNet>>,
-    waker: Arc<Waker>,
+    handoff: Arc<Handoff>,
 ) {
     let mut next_tick = Instant::now() + TICK;
     loop {
@@ -88,7 +88,7 @@ pub fn run(
                 return;
             }
         }
-        if sent && waker.wake().is_err() {
+        if sent && handoff.output_sent().is_err() {
             return;
         }
         if stop {

@@ -43,6 +43,10 @@ pub struct Io {
     budget: usize,
     /// The budget ran out with input possibly still waiting: read again on the next turn.
     pub starved: bool,
+    /// A read of the TCP socket came back shorter than asked, so the socket held no more:
+    /// until the next readiness event (edge-triggered, so any newer input raises one), a read
+    /// would only say `WouldBlock`, and is answered so without a syscall.
+    drained: bool,
     /// Where the bytes read so far stand in the frame stream.
     pub frames: FrameBounds,
 }
@@ -52,6 +56,7 @@ impl Io {
     pub fn refill(&mut self, budget: usize) {
         self.budget = budget;
         self.starved = false;
+        self.drained = false;
     }
 
     /// True once the fragment-flood limit is reached.
@@ -74,8 +79,13 @@ impl Read for Io {
             self.starved = true;
             return Err(ErrorKind::WouldBlock.into());
         }
+        if self.drained {
+            return Err(ErrorKind::WouldBlock.into());
+        }
         let len = buf.len().min(self.budget);
         let n = self.transport.read(&mut buf[..len])?;
+        // Not through TLS: a short read of plaintext says nothing about what the socket holds.
+        self.drained = n > 0 && n < len && matches!(self.transport, Transport::Plain(_));
         self.budget -= n;
         self.wire_in += n;
         self.frames.feed(&buf[..n]);
@@ -232,6 +242,7 @@ impl Conn {
                 wire_limit,
                 budget: 0,
                 starved: false,
+                drained: false,
                 frames: FrameBounds::default(),
             },
             outbox: Outbox::default(),
@@ -547,6 +558,32 @@ mod tests {
         client.write_all(&frame(true, 1, b"again")).unwrap();
         std::thread::sleep(Duration::from_millis(10));
         assert_eq!(read_all(&mut conn, &mut contexts), (1, true));
+    }
+
+    #[test]
+    fn after_a_short_read_the_socket_is_read_again_only_on_the_next_readiness() {
+        let mut contexts = Contexts::new(WebSocketConfig::default());
+        let (mut conn, mut client) = ws_conn(&mut contexts);
+        let mut buf = [0; 64];
+        conn.io.refill(1 << 20);
+        client.write_all(b"abc").unwrap();
+        assert_eq!(conn.io.read(&mut buf).unwrap(), 3);
+        // More arrives: on a real socket that raises a new edge-triggered readiness event,
+        // and only that (the refill before the next read) lets the socket be read again.
+        client.write_all(b"defg").unwrap();
+        let again = conn.io.read(&mut buf).unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::WouldBlock);
+        assert!(!conn.io.starved, "nothing left behind to read next turn");
+        conn.io.refill(1 << 20);
+        assert_eq!(conn.io.read(&mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"defg");
+        // A read the budget cut short is not a sign the socket is empty.
+        client.write_all(b"0123456789").unwrap();
+        conn.io.refill(4);
+        assert_eq!(conn.io.read(&mut buf).unwrap(), 4);
+        let starved = conn.io.read(&mut buf).unwrap_err();
+        assert_eq!(starved.kind(), ErrorKind::WouldBlock);
+        assert!(conn.io.starved, "the rest is read next turn");
     }
 
     #[test]

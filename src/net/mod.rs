@@ -6,8 +6,11 @@
 //! with a [`mio::Waker`] nudge. This thread never looks at chat state.
 
 mod conn;
+mod handoff;
 mod outbox;
 mod transport;
+
+pub use handoff::Handoff;
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read};
@@ -84,6 +87,7 @@ pub struct NetParts {
     pub to_logic: Sender<Vec<ToLogic>>,
     pub from_logic: Receiver<Vec<ToNet>>,
     pub stop: Arc<AtomicBool>,
+    pub handoff: Arc<Handoff>,
     /// With TLS, every connection speaks it (`--tls-cert`/`--tls-key`).
     pub tls: Option<Tls>,
 }
@@ -96,6 +100,7 @@ pub struct Net {
     next_gen: u32,
     to_logic: Sender<Vec<ToLogic>>,
     from_logic: Receiver<Vec<ToNet>>,
+    handoff: Arc<Handoff>,
     /// Events for the logic thread, sent as one batch per loop turn: one wake-up of the logic
     /// thread per turn instead of one per message (on a shared core, a wake-up per message
     /// would mean a context switch per message).
@@ -223,6 +228,7 @@ impl Net {
             to_logic,
             from_logic,
             stop,
+            handoff,
             tls,
         } = parts;
         poll.registry()
@@ -249,6 +255,7 @@ impl Net {
             next_gen: 0,
             to_logic,
             from_logic,
+            handoff,
             for_logic: Vec::new(),
             routes: http::Routes {
                 max_head: cfg.max_head_size,
@@ -343,12 +350,15 @@ impl Net {
                 self.sweep(now);
                 next_sweep = now + SWEEP;
             }
-            if self.send_to_logic() && self.one_core {
+            if self.one_core && !self.for_logic.is_empty() {
                 // The logic thread can only run while this one waits: wait for its answer and
                 // send it this turn, instead of going round the loop and being woken for it.
-                if let Ok(answer) = self.from_logic.recv_timeout(HANDOFF_WAIT) {
-                    self.drain_logic_from(Some(answer), now, MAX_TURN_DELIVERIES);
-                }
+                self.handoff.expect_output();
+                self.send_to_logic();
+                let answer = self.handoff.wait_for_output(&self.from_logic, HANDOFF_WAIT);
+                self.drain_logic_from(answer, now, MAX_TURN_DELIVERIES);
+            } else {
+                self.send_to_logic();
             }
             self.flush_dirty();
             if let Some(deadline) = self.stop_deadline
@@ -364,14 +374,11 @@ impl Net {
         );
     }
 
-    /// Hands this turn's events to the logic thread in one batch.
-    /// Returns whether there was anything to send.
-    fn send_to_logic(&mut self) -> bool {
-        if self.for_logic.is_empty() {
-            return false;
+    /// Hands this turn's events (if any) to the logic thread in one batch.
+    fn send_to_logic(&mut self) {
+        if !self.for_logic.is_empty() {
+            let _ = self.to_logic.send(std::mem::take(&mut self.for_logic));
         }
-        let _ = self.to_logic.send(std::mem::take(&mut self.for_logic));
-        true
     }
 
     fn accept_all(&mut self, now: Instant) {
@@ -1454,12 +1461,15 @@ mod tests {
     fn net() -> (Net, Sender<Vec<ToNet>>) {
         let (to_logic, _) = crossbeam_channel::unbounded();
         let (to_net, from_logic) = crossbeam_channel::unbounded();
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).unwrap());
         let parts = NetParts {
-            poll: Poll::new().unwrap(),
+            poll,
             listener: TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap(),
             to_logic,
             from_logic,
             stop: Arc::new(AtomicBool::new(false)),
+            handoff: Arc::new(Handoff::new(waker)),
             tls: None,
         };
         let net = Net::new(parts, Arc::new(Config::new(0, "pw"))).unwrap();
