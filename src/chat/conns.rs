@@ -1,7 +1,7 @@
 //! Open connections: who each one is, and the audiences of server-wide events.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::pending::Queue;
@@ -27,12 +27,12 @@ pub(super) struct Conn {
     pub snaps_enabled: bool,
     /// Set by `sequenced` (§12): room messages come as `chatseq`, with their numbers.
     pub sequenced: bool,
-    /// The rooms this connection is in; ordered by id, so leaving all of them goes in creation
-    /// order.
-    pub rooms: BTreeSet<u64>,
+    /// The rooms this connection is in.
+    pub rooms: RoomSet,
     /// A request of this connection waits for a worker; later ones wait in `queue`.
     pub busy: bool,
-    pub queue: Queue,
+    /// Boxed, and only while requests wait: almost no connection ever has any.
+    pub queue: Option<Box<Queue>>,
     /// The net thread was told to stop reading this connection until `queue` is empty.
     pub held: bool,
     /// Where it comes from, for per-address quotas and guess counting.
@@ -49,9 +49,9 @@ impl Conn {
             identity,
             snaps_enabled: false,
             sequenced: false,
-            rooms: BTreeSet::new(),
+            rooms: RoomSet::default(),
             busy: false,
-            queue: Queue::new(),
+            queue: None,
             held: false,
             peer,
             node: None,
@@ -63,6 +63,46 @@ impl Conn {
             Identity::User(id) => Some(id),
             _ => None,
         }
+    }
+}
+
+/// The rooms a connection is in, ordered by id, so leaving all of them goes in creation order.
+///
+/// A sorted vector sized to fit, since a connection is in few rooms (a room-URL connection in
+/// one): 8 bytes a room, where a `BTreeSet` allocates a 104-byte node for the first.
+#[derive(Default)]
+pub(super) struct RoomSet(Vec<u64>);
+
+impl RoomSet {
+    pub fn insert(&mut self, room: u64) {
+        if let Err(at) = self.0.binary_search(&room) {
+            self.0.reserve_exact(1);
+            self.0.insert(at, room);
+        }
+    }
+
+    pub fn remove(&mut self, room: u64) {
+        if let Ok(at) = self.0.binary_search(&room) {
+            self.0.remove(at);
+            self.0.shrink_to_fit();
+        }
+    }
+
+    pub fn first(&self) -> Option<&u64> {
+        self.0.first()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, u64> {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a RoomSet {
+    type Item = &'a u64;
+    type IntoIter = std::slice::Iter<'a, u64>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
     }
 }
 

@@ -984,7 +984,7 @@ impl Chat {
             return;
         }
         let empty_temporary = r.temporary && r.members.is_empty();
-        self.conns.get_mut(conn).expect("open").rooms.remove(&room);
+        self.conns.get_mut(conn).expect("open").rooms.remove(room);
         self.share_presence(conn, out);
         let r = self.rooms.get(room).expect("still there");
         let event = Event::Left {
@@ -1028,7 +1028,7 @@ impl Chat {
         };
         for member in r.members.iter() {
             let c = self.conns.get_mut(member).expect("open");
-            c.rooms.remove(&room);
+            c.rooms.remove(room);
             if member.is_remote() {
                 continue;
             }

@@ -11,6 +11,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::mem;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -153,17 +154,16 @@ pub struct Conn {
     pub held: bool,
     /// Rate limit of incoming messages.
     pub bucket: TokenBucket,
-    /// The per-address key of `peer` (`None`: exempt from per-address limits).
-    pub addr: Option<u128>,
-    /// What the chat core is told about `peer`.
+    /// What the chat core is told about `peer`; its `quota_key` is the key of the
+    /// per-address limits (`None`: exempt).
     pub peer_key: crate::chat::Peer,
     /// A room-URL upgrade waiting for the logic thread's admission: the `101` to send if it
     /// is admitted. Nothing is read or queued meanwhile.
-    pub held_upgrade: Option<Vec<u8>>,
+    pub held_upgrade: Option<Box<[u8]>>,
     /// What was waiting for the peer (queued here and unsent in the kernel) at the last
     /// sweep, if that was over the cap (see `Net::sweep`: over the cap twice in a row without
-    /// shrinking is a slow consumer).
-    pub over_cap: Option<usize>,
+    /// shrinking is a slow consumer). Never 0, being over a cap.
+    pub over_cap: Option<NonZeroUsize>,
     /// The open run of frames (see `Net::drain_logic`) this connection is a member of, 0 if
     /// none.
     pub run: u32,
@@ -171,7 +171,9 @@ pub struct Conn {
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
 pub struct TokenBucket {
-    tokens: f64,
+    /// An `f32` (every connection has a bucket, and this keeps it at 24 bytes): the sums are
+    /// done in `f64`, and a rounding error of a millionth of a token does not matter.
+    tokens: f32,
     last: Instant,
     /// Messages refused in a row (reset by the next accepted one).
     pub refused_in_a_row: u32,
@@ -180,7 +182,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn full(burst: u32, now: Instant) -> Self {
         TokenBucket {
-            tokens: f64::from(burst),
+            tokens: burst as f32,
             last: now,
             refused_in_a_row: 0,
         }
@@ -193,7 +195,8 @@ impl TokenBucket {
         }
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * f64::from(rate)).min(f64::from(burst.max(1)));
+        let tokens = f64::from(self.tokens) + elapsed * f64::from(rate);
+        self.tokens = tokens.min(f64::from(burst.max(1))) as f32;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             self.refused_in_a_row = 0;
@@ -245,7 +248,6 @@ impl Conn {
             known_to_logic: false,
             held: false,
             bucket: TokenBucket::full(burst, now),
-            addr: peer_key.quota_key(),
             peer_key,
             held_upgrade: None,
             over_cap: None,

@@ -209,10 +209,7 @@ pub fn address_key(ip: IpAddr, limit_loopback: bool) -> Peer {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6) & !u128::from(u64::MAX),
     };
-    Peer {
-        addr: Some(addr),
-        quotas: limit_loopback || !ip.is_loopback(),
-    }
+    Peer::new(addr, limit_loopback || !ip.is_loopback())
 }
 
 impl Net {
@@ -957,7 +954,7 @@ impl Net {
                 let peer = conn.peer_key;
                 if matches!(service, Service::Chat(Entry::RoomUrl { .. })) {
                     // The logic thread decides whether the nickname may enter (`admit`).
-                    conn.held_upgrade = Some(response);
+                    conn.held_upgrade = Some(response.into());
                 } else {
                     conn.outbox.push(Rc::new(Bytes::from(response)));
                 }
@@ -1130,7 +1127,10 @@ impl Net {
         // All connections of one address share a second budget.
         if allowed
             && self.cfg.address_rate_limit != 0
-            && let Some(state) = conn.addr.and_then(|a| self.addrs.get_mut(&a))
+            && let Some(state) = conn
+                .peer_key
+                .quota_key()
+                .and_then(|a| self.addrs.get_mut(&a))
             && !state.bucket.take(
                 self.cfg.address_rate_limit,
                 self.cfg.address_rate_burst,
@@ -1279,11 +1279,11 @@ impl Net {
             let waiting = conn.outbox.len() + conn.io.transport.kernel_unsent();
             if waiting > self.cfg.max_outbound {
                 match conn.over_cap {
-                    Some(before) if waiting >= before => {
+                    Some(before) if waiting >= before.get() => {
                         slow.push(key);
                         continue;
                     }
-                    _ => conn.over_cap = Some(waiting),
+                    _ => conn.over_cap = std::num::NonZeroUsize::new(waiting),
                 }
             } else {
                 conn.over_cap = None;
@@ -1352,7 +1352,7 @@ impl Net {
     fn remove(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(conn.io.transport.tcp());
-        if let Some(a) = conn.addr
+        if let Some(a) = conn.peer_key.quota_key()
             && let Some(state) = self.addrs.get_mut(&a)
         {
             state.conns -= 1;
