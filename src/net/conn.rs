@@ -40,8 +40,9 @@ pub struct Io {
     pub wire_in: usize,
     /// `wire_in` at which reading stops and the connection is failed as a fragment flood.
     wire_limit: usize,
-    /// Bytes this connection may still read before yielding to others.
-    budget: usize,
+    /// Bytes this connection may still read before yielding to others (a `u32`: a turn's
+    /// budget is far below 4 GiB, and every connection has one).
+    budget: u32,
     /// The budget ran out with input possibly still waiting: read again on the next turn.
     pub starved: bool,
     /// Where the bytes read so far stand in the frame stream.
@@ -51,7 +52,7 @@ pub struct Io {
 impl Io {
     /// Grants a fresh read budget for one turn of the event loop.
     pub fn refill(&mut self, budget: usize) {
-        self.budget = budget;
+        self.budget = budget.try_into().unwrap_or(u32::MAX);
         self.starved = false;
     }
 
@@ -75,9 +76,9 @@ impl Read for Io {
             self.starved = true;
             return Err(ErrorKind::WouldBlock.into());
         }
-        let len = buf.len().min(self.budget);
+        let len = buf.len().min(self.budget as usize);
         let n = self.transport.read(&mut buf[..len])?;
-        self.budget -= n;
+        self.budget -= n as u32;
         self.wire_in += n;
         self.frames.feed(&buf[..n]);
         Ok(n)
@@ -549,6 +550,14 @@ mod tests {
         client.write_all(&frame(true, 1, b"again")).unwrap();
         std::thread::sleep(Duration::from_millis(10));
         assert_eq!(read_all(&mut conn, &mut contexts), (1, true));
+    }
+
+    /// One slab entry per connection, open or idle: the largest part of what an idle
+    /// connection costs the server (measured with `stress/bench.sh`, scenario S3).
+    #[test]
+    fn a_connection_stays_small() {
+        assert!(size_of::<Conn>() <= 328, "{} bytes", size_of::<Conn>());
+        assert_eq!(size_of::<crate::chat::Peer>(), 18);
     }
 
     #[test]

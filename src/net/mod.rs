@@ -959,11 +959,16 @@ impl Net {
                     conn.outbox.push(Rc::new(Bytes::from(response)));
                 }
                 conn.io.frames.feed(&leftover);
-                let ctx = WebSocketContext::from_partially_read(
-                    leftover,
-                    Role::Server,
-                    Some(self.ws_cfg),
-                );
+                // Usually nothing came behind the head: then a spare context does.
+                let ctx = if leftover.is_empty() {
+                    self.contexts.take()
+                } else {
+                    Box::new(WebSocketContext::from_partially_read(
+                        leftover,
+                        Role::Server,
+                        Some(self.ws_cfg),
+                    ))
+                };
                 let speaks = match service {
                     Service::Chat(entry) => {
                         conn.known_to_logic = true;
@@ -978,7 +983,7 @@ impl Net {
                     Service::Echo => Speaks::Echo,
                 };
                 conn.phase = Phase::Ws {
-                    ctx: Some(Box::new(ctx)),
+                    ctx: Some(ctx),
                     speaks,
                     closing: false,
                 };
