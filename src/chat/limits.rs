@@ -8,28 +8,44 @@ use super::{ChatError, ConnId};
 
 /// Where a connection comes from, as an opaque key: the net thread maps an IPv4 address, or
 /// the /64 of an IPv6 address, to a number. Failed guesses are always counted per address
-/// (`None`, for a connection of unknown origin such as in tests: per connection). Quotas
+/// (none, for a connection of unknown origin such as in tests: per connection). Quotas
 /// count per address only when `quotas` is set: loopback clients are exempt unless
 /// configured otherwise, because behind a local reverse proxy every client would share one
 /// address (they are still limited per connection and per user).
+///
+/// Both threads keep one per connection, so it is kept small: the key is stored as bytes
+/// because a `u128` field is aligned to 16 bytes, which would make this 32 bytes (48 with an
+/// `Option`) and pad every struct holding it to a multiple of 16; this way it takes 18.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Peer {
-    pub addr: Option<u128>,
-    pub quotas: bool,
+    addr: [u8; 16],
+    known: bool,
+    quotas: bool,
 }
 
 impl Peer {
     /// A peer both quotas and guess counting apply to.
     pub fn at(addr: u128) -> Peer {
+        Peer::new(addr, true)
+    }
+
+    /// A peer at `addr`; per-address quotas apply to it if `quotas`.
+    pub fn new(addr: u128, quotas: bool) -> Peer {
         Peer {
-            addr: Some(addr),
-            quotas: true,
+            addr: addr.to_ne_bytes(),
+            known: true,
+            quotas,
         }
+    }
+
+    /// The address key, if the origin is known.
+    pub fn addr(&self) -> Option<u128> {
+        self.known.then(|| u128::from_ne_bytes(self.addr))
     }
 
     /// The key per-address quotas count under, if they apply.
     pub fn quota_key(&self) -> Option<u128> {
-        self.addr.filter(|_| self.quotas)
+        self.addr().filter(|_| self.quotas)
     }
 }
 
@@ -173,7 +189,7 @@ pub(super) enum Guesser {
 
 impl Guesser {
     pub fn of(peer: Peer, conn: ConnId) -> Guesser {
-        match peer.addr {
+        match peer.addr() {
             Some(addr) => Guesser::Address(addr),
             None => Guesser::Conn(conn),
         }

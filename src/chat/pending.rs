@@ -237,16 +237,17 @@ impl Chat {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        if c.queue.len() >= MAX_QUEUED {
-            c.queue.clear();
+        let queue = c.queue.get_or_insert_default();
+        if queue.len() >= MAX_QUEUED {
+            c.queue = None;
             out.emit(Effect::Close {
                 conn,
                 why: super::Farewell::TooManyWaiting,
             });
             return;
         }
-        c.queue.push_back(request);
-        if c.queue.len() == HOLD_AT && !c.held {
+        queue.push_back(request);
+        if queue.len() == HOLD_AT && !c.held {
             c.held = true;
             out.emit(Effect::Hold { conn, on: true });
         }
@@ -343,7 +344,8 @@ impl Chat {
                 return;
             };
             c.busy = false;
-            let Some(request) = c.queue.pop_front() else {
+            let Some(request) = c.queue.as_mut().and_then(|q| q.pop_front()) else {
+                c.queue = None;
                 if c.held {
                     c.held = false;
                     out.emit(Effect::Hold { conn, on: false });

@@ -1,7 +1,7 @@
 //! Rooms and their members: creating, joining, leaving, speaking, listing, deleting.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use super::durable::{Change, HashJob, StoredMessage, StoredRoom};
 use super::history::{History, Since};
@@ -16,6 +16,79 @@ use super::{
 /// must not come back after a restart: ids are handed out only below a committed reservation,
 /// which is renewed well before it runs out.
 pub const ROOM_ID_BLOCK: u64 = 1024;
+
+/// A few room ids, in order: the rooms a connection is in (so leaving all of them goes in
+/// creation order), the rooms of one name.
+///
+/// Usually there is one (every room-URL connection is in one room; names are rarely shared),
+/// held inline; more are a sorted vector sized to fit. A `BTreeSet` would allocate a node of
+/// over 100 bytes for the first, for every connection and every room.
+#[derive(Default)]
+pub(super) enum RoomSet {
+    #[default]
+    None,
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl RoomSet {
+    pub fn insert(&mut self, room: u64) {
+        match self {
+            RoomSet::None => *self = RoomSet::One(room),
+            RoomSet::One(one) if *one != room => {
+                *self = RoomSet::Many(vec![room.min(*one), room.max(*one)]);
+            }
+            RoomSet::One(_) => {}
+            RoomSet::Many(rooms) => {
+                if let Err(at) = rooms.binary_search(&room) {
+                    rooms.reserve_exact(1);
+                    rooms.insert(at, room);
+                }
+            }
+        }
+    }
+
+    pub fn remove(&mut self, room: u64) {
+        match self {
+            RoomSet::One(one) if *one == room => *self = RoomSet::None,
+            RoomSet::Many(rooms) => {
+                if let Ok(at) = rooms.binary_search(&room) {
+                    rooms.remove(at);
+                    match rooms[..] {
+                        [one] => *self = RoomSet::One(one),
+                        _ => rooms.shrink_to_fit(),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, RoomSet::None)
+    }
+
+    pub fn first(&self) -> Option<&u64> {
+        self.iter().next()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, u64> {
+        self.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a RoomSet {
+    type Item = &'a u64;
+    type IntoIter = std::slice::Iter<'a, u64>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            RoomSet::None => [].iter(),
+            RoomSet::One(one) => std::slice::from_ref(one).iter(),
+            RoomSet::Many(rooms) => rooms.iter(),
+        }
+    }
+}
 
 /// Who made a room, for the per-owner quotas.
 #[derive(Debug, Clone, Copy)]
@@ -249,9 +322,11 @@ impl Members {
 /// Every room, by id and by name.
 #[derive(Default)]
 pub(super) struct Rooms {
-    /// Ids only grow, so this iterates in creation order.
-    by_id: BTreeMap<u64, Room>,
-    by_name: HashMap<String, BTreeSet<u64>>,
+    /// Ids only grow, so this iterates in creation order. Boxed: nodes filled in id order are
+    /// about half full, and an empty slot takes 16 bytes this way instead of a whole `Room`
+    /// (hundreds).
+    by_id: BTreeMap<u64, Box<Room>>,
+    by_name: HashMap<String, RoomSet>,
     last_id: u64,
     pub ids: super::Ids,
     /// Ids up to this one are reserved in the store and may be handed out.
@@ -266,19 +341,19 @@ pub(super) struct Rooms {
 
 impl Rooms {
     pub fn get(&self, id: u64) -> Option<&Room> {
-        self.by_id.get(&id)
+        self.by_id.get(&id).map(Box::as_ref)
     }
 
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Room> {
-        self.by_id.get_mut(&id)
+        self.by_id.get_mut(&id).map(Box::as_mut)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Room)> {
-        self.by_id.iter().map(|(&id, r)| (id, r))
+        self.by_id.iter().map(|(&id, r)| (id, r.as_ref()))
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut Room)> {
-        self.by_id.iter_mut().map(|(&id, r)| (id, r))
+        self.by_id.iter_mut().map(|(&id, r)| (id, r.as_mut()))
     }
 
     /// The first room, in creation order, named exactly `name` that `accept` takes.
@@ -362,7 +437,7 @@ impl Rooms {
         }
         self.last_id = self.last_id.max(id);
         self.by_name.entry(name.clone()).or_default().insert(id);
-        let room = Room {
+        let room = Box::new(Room {
             name,
             question,
             answer,
@@ -370,7 +445,7 @@ impl Rooms {
             members: Members::default(),
             owner,
             history,
-        };
+        });
         self.by_id.insert(id, room);
     }
 
@@ -405,12 +480,12 @@ impl Rooms {
             }
         }
         if let Some(ids) = self.by_name.get_mut(&room.name) {
-            ids.remove(&id);
+            ids.remove(id);
             if ids.is_empty() {
                 self.by_name.remove(&room.name);
             }
         }
-        Some(room)
+        Some(*room)
     }
 }
 
@@ -984,7 +1059,7 @@ impl Chat {
             return;
         }
         let empty_temporary = r.temporary && r.members.is_empty();
-        self.conns.get_mut(conn).expect("open").rooms.remove(&room);
+        self.conns.get_mut(conn).expect("open").rooms.remove(room);
         self.share_presence(conn, out);
         let r = self.rooms.get(room).expect("still there");
         let event = Event::Left {
@@ -1028,7 +1103,7 @@ impl Chat {
         };
         for member in r.members.iter() {
             let c = self.conns.get_mut(member).expect("open");
-            c.rooms.remove(&room);
+            c.rooms.remove(room);
             if member.is_remote() {
                 continue;
             }
@@ -1068,4 +1143,36 @@ fn looks_like_guest(nickname: &str) -> bool {
     nickname
         .strip_prefix("guest")
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RoomSet;
+
+    fn ids(set: &RoomSet) -> Vec<u64> {
+        set.iter().copied().collect()
+    }
+
+    #[test]
+    fn room_sets_stay_ordered_and_go_back_inline() {
+        let mut set = RoomSet::default();
+        assert!(set.is_empty() && set.first().is_none());
+        set.insert(7);
+        set.insert(7);
+        assert!(matches!(set, RoomSet::One(7)));
+        for room in [3, 9, 5, 3] {
+            set.insert(room);
+        }
+        assert_eq!(ids(&set), [3, 5, 7, 9]);
+        assert_eq!(set.first(), Some(&3));
+        set.remove(4);
+        set.remove(3);
+        set.remove(9);
+        assert_eq!(ids(&set), [5, 7]);
+        set.remove(5);
+        assert!(matches!(set, RoomSet::One(7)), "one left: inline again");
+        set.remove(5);
+        set.remove(7);
+        assert!(set.is_empty());
+    }
 }

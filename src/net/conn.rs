@@ -11,6 +11,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::mem;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -39,8 +40,9 @@ pub struct Io {
     pub wire_in: usize,
     /// `wire_in` at which reading stops and the connection is failed as a fragment flood.
     wire_limit: usize,
-    /// Bytes this connection may still read before yielding to others.
-    budget: usize,
+    /// Bytes this connection may still read before yielding to others (a `u32`: a turn's
+    /// budget is far below 4 GiB, and every connection has one).
+    budget: u32,
     /// The budget ran out with input possibly still waiting: read again on the next turn.
     pub starved: bool,
     /// A read of the TCP socket came back shorter than asked, so the socket held no more:
@@ -54,7 +56,7 @@ pub struct Io {
 impl Io {
     /// Grants a fresh read budget for one turn of the event loop.
     pub fn refill(&mut self, budget: usize) {
-        self.budget = budget;
+        self.budget = budget.try_into().unwrap_or(u32::MAX);
         self.starved = false;
         self.drained = false;
     }
@@ -82,11 +84,11 @@ impl Read for Io {
         if self.drained {
             return Err(ErrorKind::WouldBlock.into());
         }
-        let len = buf.len().min(self.budget);
+        let len = buf.len().min(self.budget as usize);
         let n = self.transport.read(&mut buf[..len])?;
         // Not through TLS: a short read of plaintext says nothing about what the socket holds.
         self.drained = n > 0 && n < len && matches!(self.transport, Transport::Plain(_));
-        self.budget -= n;
+        self.budget -= n as u32;
         self.wire_in += n;
         self.frames.feed(&buf[..n]);
         Ok(n)
@@ -163,17 +165,16 @@ pub struct Conn {
     pub held: bool,
     /// Rate limit of incoming messages.
     pub bucket: TokenBucket,
-    /// The per-address key of `peer` (`None`: exempt from per-address limits).
-    pub addr: Option<u128>,
-    /// What the chat core is told about `peer`.
+    /// What the chat core is told about `peer`; its `quota_key` is the key of the
+    /// per-address limits (`None`: exempt).
     pub peer_key: crate::chat::Peer,
     /// A room-URL upgrade waiting for the logic thread's admission: the `101` to send if it
     /// is admitted. Nothing is read or queued meanwhile.
-    pub held_upgrade: Option<Vec<u8>>,
+    pub held_upgrade: Option<Box<[u8]>>,
     /// What was waiting for the peer (queued here and unsent in the kernel) at the last
     /// sweep, if that was over the cap (see `Net::sweep`: over the cap twice in a row without
-    /// shrinking is a slow consumer).
-    pub over_cap: Option<usize>,
+    /// shrinking is a slow consumer). Never 0, being over a cap.
+    pub over_cap: Option<NonZeroUsize>,
     /// The open run of frames (see `Net::drain_logic`) this connection is a member of, 0 if
     /// none.
     pub run: u32,
@@ -181,7 +182,9 @@ pub struct Conn {
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
 pub struct TokenBucket {
-    tokens: f64,
+    /// An `f32` (every connection has a bucket, and this keeps it at 24 bytes): the sums are
+    /// done in `f64`, and a rounding error of a millionth of a token does not matter.
+    tokens: f32,
     last: Instant,
     /// Messages refused in a row (reset by the next accepted one).
     pub refused_in_a_row: u32,
@@ -190,7 +193,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn full(burst: u32, now: Instant) -> Self {
         TokenBucket {
-            tokens: f64::from(burst),
+            tokens: burst as f32,
             last: now,
             refused_in_a_row: 0,
         }
@@ -203,7 +206,8 @@ impl TokenBucket {
         }
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * f64::from(rate)).min(f64::from(burst.max(1)));
+        let tokens = f64::from(self.tokens) + elapsed * f64::from(rate);
+        self.tokens = tokens.min(f64::from(burst.max(1))) as f32;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             self.refused_in_a_row = 0;
@@ -256,7 +260,6 @@ impl Conn {
             known_to_logic: false,
             held: false,
             bucket: TokenBucket::full(burst, now),
-            addr: peer_key.quota_key(),
             peer_key,
             held_upgrade: None,
             over_cap: None,
@@ -558,6 +561,14 @@ mod tests {
         client.write_all(&frame(true, 1, b"again")).unwrap();
         std::thread::sleep(Duration::from_millis(10));
         assert_eq!(read_all(&mut conn, &mut contexts), (1, true));
+    }
+
+    /// One slab entry per connection, open or idle: the largest part of what an idle
+    /// connection costs the server (measured with `stress/bench.sh`, scenario S3).
+    #[test]
+    fn a_connection_stays_small() {
+        assert!(size_of::<Conn>() <= 328, "{} bytes", size_of::<Conn>());
+        assert_eq!(size_of::<crate::chat::Peer>(), 18);
     }
 
     #[test]

@@ -214,10 +214,7 @@ pub fn address_key(ip: IpAddr, limit_loopback: bool) -> Peer {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6) & !u128::from(u64::MAX),
     };
-    Peer {
-        addr: Some(addr),
-        quotas: limit_loopback || !ip.is_loopback(),
-    }
+    Peer::new(addr, limit_loopback || !ip.is_loopback())
 }
 
 impl Net {
@@ -964,16 +961,21 @@ impl Net {
                 let peer = conn.peer_key;
                 if matches!(service, Service::Chat(Entry::RoomUrl { .. })) {
                     // The logic thread decides whether the nickname may enter (`admit`).
-                    conn.held_upgrade = Some(response);
+                    conn.held_upgrade = Some(response.into());
                 } else {
                     conn.outbox.push(Rc::new(Bytes::from(response)));
                 }
                 conn.io.frames.feed(&leftover);
-                let ctx = WebSocketContext::from_partially_read(
-                    leftover,
-                    Role::Server,
-                    Some(self.ws_cfg),
-                );
+                // Usually nothing came behind the head: then a spare context does.
+                let ctx = if leftover.is_empty() {
+                    self.contexts.take()
+                } else {
+                    Box::new(WebSocketContext::from_partially_read(
+                        leftover,
+                        Role::Server,
+                        Some(self.ws_cfg),
+                    ))
+                };
                 let speaks = match service {
                     Service::Chat(entry) => {
                         conn.known_to_logic = true;
@@ -988,7 +990,7 @@ impl Net {
                     Service::Echo => Speaks::Echo,
                 };
                 conn.phase = Phase::Ws {
-                    ctx: Some(Box::new(ctx)),
+                    ctx: Some(ctx),
                     speaks,
                     closing: false,
                 };
@@ -1137,7 +1139,10 @@ impl Net {
         // All connections of one address share a second budget.
         if allowed
             && self.cfg.address_rate_limit != 0
-            && let Some(state) = conn.addr.and_then(|a| self.addrs.get_mut(&a))
+            && let Some(state) = conn
+                .peer_key
+                .quota_key()
+                .and_then(|a| self.addrs.get_mut(&a))
             && !state.bucket.take(
                 self.cfg.address_rate_limit,
                 self.cfg.address_rate_burst,
@@ -1286,11 +1291,11 @@ impl Net {
             let waiting = conn.outbox.len() + conn.io.transport.kernel_unsent();
             if waiting > self.cfg.max_outbound {
                 match conn.over_cap {
-                    Some(before) if waiting >= before => {
+                    Some(before) if waiting >= before.get() => {
                         slow.push(key);
                         continue;
                     }
-                    _ => conn.over_cap = Some(waiting),
+                    _ => conn.over_cap = std::num::NonZeroUsize::new(waiting),
                 }
             } else {
                 conn.over_cap = None;
@@ -1359,7 +1364,7 @@ impl Net {
     fn remove(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(conn.io.transport.tcp());
-        if let Some(a) = conn.addr
+        if let Some(a) = conn.peer_key.quota_key()
             && let Some(state) = self.addrs.get_mut(&a)
         {
             state.conns -= 1;
