@@ -222,6 +222,27 @@ best_peer() { # key higher|lower
     done
     echo "$best"
 }
+best_peer_name() { # key: the peer with the highest value
+    local best="" name="" v
+    for s in uws fastws tokio; do
+        [[ " $SERVERS " == *" $s "* ]] || continue
+        v=${V[$s,$1]:-}
+        [ -z "$v" ] && continue
+        if [ -z "$best" ] || awk -v a="$v" -v b="$best" 'BEGIN { exit !(a > b) }'; then
+            best=$v name=$s
+        fi
+    done
+    echo "$name"
+}
+# S2 at the best peer's latency: a faster server can take its ramp further, to where its own
+# p99 nears the bound, so its best step's p99 says little next to a peer's. This is, per run,
+# the highest passing step whose p99 is no worse than the best peer's S2 p99 (median of its
+# runs), and its median over the runs.
+S2_PEER=$(has S2 && best_peer_name S2 || true)
+for s in ours ours-protocol ours-tls; do
+    [[ " $SERVERS " == *" $s "* ]] && [ -n "$S2_PEER" ] && [ -n "${V[$S2_PEER,S2p99]:-}" ] || continue
+    V[$s,S2matched]=$(median S2 "$s" "[.ramp.steps[]? | select(.passed and .latency_ms.p99 <= ${V[$S2_PEER,S2p99]}) | .delivered_per_sec] | max")
+done
 ratio() { # ours best
     { [ -z "$1" ] || [ -z "$2" ]; } && { echo "—"; return; }
     awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "—"; else printf "%.2f×", a / b }'
@@ -248,6 +269,11 @@ ratio() { # ours best
         if [[ " $SERVERS " == *" ceiling "* ]]; then
             echo "| $ours ÷ ceiling | $(ratio "${V[$ours,S1]:-}" "${V[ceiling,S1]:-}") | | $(ratio "${V[$ours,S2]:-}" "${V[ceiling,S2]:-}") | | | | | | |"
         fi
+    done
+    echo
+    for ours in ours ours-protocol ours-tls; do
+        [ -n "${V[$ours,S2matched]:-}" ] || continue
+        echo "S2 at the best peer's latency: $ours delivers $(fmt_rate "${V[$ours,S2matched]}")/s with p99 ≤ $(fmt_num "${V[$S2_PEER,S2p99]}" 1) ms ($S2_PEER's S2 p99), $(ratio "${V[$ours,S2matched]}" "${V[$S2_PEER,S2]}") $S2_PEER's S2 (median over runs of the highest passing step with that p99 or better)."
     done
     echo
     echo "S3 KiB/conn is the server's RSS growth per connection once all are connected; \"idle\" is the same after they were held idle for 3 s (a server may give memory back meanwhile)."

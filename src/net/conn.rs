@@ -45,10 +45,14 @@ pub struct Io {
     budget: u32,
     /// The budget ran out with input possibly still waiting: read again on the next turn.
     pub starved: bool,
-    /// A read of the TCP socket came back shorter than asked, so the socket held no more:
-    /// until the next readiness event (edge-triggered, so any newer input raises one), a read
-    /// would only say `WouldBlock`, and is answered so without a syscall.
+    /// A read of the TCP socket came back shorter than asked, so the socket held no more
+    /// data: until the next readiness event (edge-triggered, so any newer input raises one), a
+    /// read would only say `WouldBlock`, and is answered so without a syscall.
     drained: bool,
+    /// The peer's end or a reset was reported. It can have come with the last data, in the
+    /// same readiness event, and only a read after that data reports it: so from then on
+    /// every read goes to the socket.
+    ended: bool,
     /// Where the bytes read so far stand in the frame stream.
     pub frames: FrameBounds,
 }
@@ -59,6 +63,11 @@ impl Io {
         self.budget = budget.try_into().unwrap_or(u32::MAX);
         self.starved = false;
         self.drained = false;
+    }
+
+    /// The poller reported the peer's end (or a reset): see `ended`.
+    pub fn peer_ended(&mut self) {
+        self.ended = true;
     }
 
     /// True once the fragment-flood limit is reached.
@@ -87,7 +96,8 @@ impl Read for Io {
         let len = buf.len().min(self.budget as usize);
         let n = self.transport.read(&mut buf[..len])?;
         // Not through TLS: a short read of plaintext says nothing about what the socket holds.
-        self.drained = n > 0 && n < len && matches!(self.transport, Transport::Plain(_));
+        self.drained =
+            n > 0 && n < len && !self.ended && matches!(self.transport, Transport::Plain(_));
         self.budget -= n as u32;
         self.wire_in += n;
         self.frames.feed(&buf[..n]);
@@ -247,6 +257,7 @@ impl Conn {
                 budget: 0,
                 starved: false,
                 drained: false,
+                ended: false,
                 frames: FrameBounds::default(),
             },
             outbox: Outbox::default(),
@@ -595,6 +606,15 @@ mod tests {
         let starved = conn.io.read(&mut buf).unwrap_err();
         assert_eq!(starved.kind(), ErrorKind::WouldBlock);
         assert!(conn.io.starved, "the rest is read next turn");
+        conn.io.refill(1 << 20);
+        assert_eq!(conn.io.read(&mut buf).unwrap(), 6);
+        // The peer's end can come with the last data: once reported, reads go on to the socket.
+        client.write_all(b"hi").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        conn.io.peer_ended();
+        conn.io.refill(1 << 20);
+        assert_eq!(conn.io.read(&mut buf).unwrap(), 2);
+        assert_eq!(conn.io.read(&mut buf).unwrap(), 0, "the end of the stream");
     }
 
     #[test]
