@@ -330,10 +330,10 @@ impl Net {
                         if ev.is_writable() {
                             self.mark_dirty(key);
                         }
-                        if ev.is_read_closed() || ev.is_error() {
-                            if let Some(conn) = self.conns.get_mut(key) {
-                                conn.io.peer_ended();
-                            }
+                        if (ev.is_read_closed() || ev.is_error())
+                            && let Some(conn) = self.conns.get_mut(key)
+                        {
+                            conn.io.peer_ended();
                         }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.read_or_defer(key, now);
