@@ -37,9 +37,14 @@ impl Handoff {
     }
 
     /// Logic thread: output was sent on the channel; make sure the net thread sees it.
+    ///
+    /// If the net thread waits for it, the two threads share one CPU: the logic thread then
+    /// gives the CPU up at once, so the net thread writes the answer now, instead of after the
+    /// logic thread's next channel wait has spun (crossbeam spins before it parks) and yielded.
     pub fn output_sent(&self) -> io::Result<()> {
         if self.waiting.swap(false, Ordering::SeqCst) {
-            Ok(()) // the net thread is waiting on the channel, or about to drain it
+            std::thread::yield_now();
+            Ok(())
         } else {
             self.waker.wake()
         }
@@ -54,8 +59,14 @@ impl Handoff {
     /// Net thread, after [`Handoff::expect_output`]: waits up to `timeout` for output.
     /// Whatever arrives, the caller drains the channel right after (output sent meanwhile may
     /// not have woken the poller).
+    ///
+    /// It yields the CPU first: the logic thread, woken by the hand-over, can only run on it
+    /// once this thread lets it, and a blocking receive would spin before it parks.
     pub fn wait_for_output<T>(&self, from_logic: &Receiver<T>, timeout: Duration) -> Option<T> {
-        let answer = from_logic.recv_timeout(timeout).ok();
+        let answer = from_logic.try_recv().ok().or_else(|| {
+            std::thread::yield_now();
+            from_logic.recv_timeout(timeout).ok()
+        });
         self.waiting.swap(false, Ordering::SeqCst);
         answer
     }
