@@ -3,7 +3,8 @@
 //! It accepts connections, reads HTTP heads, serves the page, upgrades to WebSocket and moves
 //! frames with tungstenite. Chat messages are parsed here (so the logic thread only applies
 //! them) and forwarded as [`ToLogic`]; what the logic thread wants sent arrives as [`ToNet`]
-//! with a [`mio::Waker`] nudge. This thread never looks at chat state.
+//! with a [`mio::Waker`] nudge, or, on one CPU, while this thread waits for it ([`Handoff`]).
+//! This thread never looks at chat state.
 
 mod conn;
 mod handoff;
