@@ -424,11 +424,17 @@ fn a_read_only_directory_stops_the_start_with_one_line() {
         println!("SKIPPED a_read_only_directory...: needs root to run the server as nobody");
         return;
     }
+    use std::os::unix::fs::PermissionsExt;
+    // A copy of the binary that `nobody` can reach: the checkout may sit in a folder only its
+    // owner may enter.
+    let bin_dir = TempDir::new("readonly-bin");
+    std::fs::set_permissions(&bin_dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin_dir.file("websocket");
+    std::fs::copy(env!("CARGO_BIN_EXE_websocket"), &bin).unwrap();
     let dir = TempDir::new("readonly");
     let data = dir.file("chat.db");
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_websocket"))
+    let out = std::process::Command::new(&bin)
         .args(["0", "pw", "--bind", "127.0.0.1", "--data", &data])
         .args(CHEAP_HASHES)
         .uid(65534)
