@@ -660,15 +660,22 @@ fn interesting(frames: &[Frame], skip: Skip) -> Shown {
         }
     };
     let start = start.min(frames.len());
+    // The marker's frame is kept: functions inlined into it are ours (`print_frame` stops at
+    // the marker itself).
     let end = frames[start..]
         .iter()
-        .position(|f| has_name(f, |n| n.contains("__rust_begin_short_backtrace")))
-        .map_or(frames.len(), |i| start + i);
+        .position(|f| has_name(f, is_thread_start))
+        .map_or(frames.len(), |i| start + i + 1);
     Shown {
         start,
         end,
         interrupted,
     }
+}
+
+/// std's marker below the first frame of a thread (or of `main`).
+fn is_thread_start(name: &str) -> bool {
+    name.contains("__rust_begin_short_backtrace")
 }
 
 /// How many frames at the start of `frames` have a function name matching `pred`.
@@ -725,10 +732,21 @@ fn print_frame(
     let ip = if exact { frame.ip + 1 } else { frame.ip };
     let mut result = Ok(());
     let mut any = false;
+    // Inlined functions come innermost first; from std's thread-start marker on they are the
+    // runtime's (shown with `full` only).
+    let mut at_runtime = false;
     // SAFETY: serialised by the once-guard.
     unsafe {
         backtrace::resolve_unsynchronized(ip as *mut c_void, |symbol| {
             any = true;
+            if !full && let Some(name) = symbol.name() {
+                let mut buf = FixedBuf::<256>::new();
+                let _ = write!(buf, "{name:#}");
+                at_runtime |= is_thread_start(buf.as_str());
+            }
+            if at_runtime {
+                return;
+            }
             result = result.and_then(|()| {
                 write!(out, "{number:4}: ")?;
                 if full {
