@@ -32,11 +32,11 @@
 //! debug info). There is no safe way to print function names, and the process is going down
 //! anyway, so we accept the risk and bound it:
 //!
-//! - a **once-guard** ([`REPORTER`]) lets one thread report; a second thread that crashes at the
+//! - a **once-guard** (`REPORTER`) lets one thread report; a second thread that crashes at the
 //!   same time waits for the first one to kill the process, and a crash *inside* the report (same
 //!   thread) prints one line and kills the process at once instead of waiting for itself;
 //! - a **watchdog** (`alarm`) kills the process with the original signal if the report has not
-//!   finished after [`REPORT_TIMEOUT_SECS`], e.g. because the crash happened inside `malloc` and
+//!   finished after `REPORT_TIMEOUT_SECS`, e.g. because the crash happened inside `malloc` and
 //!   symbolising deadlocks on the allocator's lock;
 //! - the fatal signals are blocked while the handler runs, so a fault inside it makes the kernel
 //!   kill the process with that signal rather than recurse.

@@ -38,7 +38,7 @@ pub struct TempRoom {
     /// The answer members must give, in clear (temporary rooms never hash it).
     pub answer: Option<String>,
     pub epoch: u64,
-    /// Made by a room URL: known by its name alone (see [`Chat::merge_url_rooms`]).
+    /// Made by a room URL: known by its name alone (see `Chat::merge_url_rooms`).
     pub by_url: bool,
 }
 

@@ -17,7 +17,7 @@ use super::{
 /// pushes back on the client), until its queue is empty again.
 pub const HOLD_AT: usize = 64;
 /// Requests a connection may have waiting at most: only what the net thread had already read
-/// when the hold began can get past [`HOLD_AT`], so a connection that gets here anyway is
+/// when the hold began can get past `HOLD_AT`, so a connection that gets here anyway is
 /// closed.
 pub const MAX_QUEUED: usize = 4096;
 

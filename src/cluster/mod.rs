@@ -2,7 +2,7 @@
 //! Redis (`docs/cluster.md`).
 //!
 //! Two threads, talking to the logic thread over channels like the store does: `cluster-out`
-//! owns the command connection (it commits durable changes with [`state::Committer`],
+//! owns the command connection (it commits durable changes with `state::Committer`,
 //! publishes what this node's connections do, and beats), `cluster-in` owns the pub/sub
 //! connection (the cluster-wide channel, this node's channel and one channel per room that has
 //! members here) and turns what it hears into [`Replica`]s. Neither ever blocks the logic
