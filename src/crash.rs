@@ -712,14 +712,19 @@ fn has_name(frame: &Frame, pred: impl Fn(&str) -> bool) -> bool {
     // SAFETY: serialised by the once-guard.
     unsafe {
         backtrace::resolve_unsynchronized(frame.ip as *mut c_void, |symbol| {
-            if let Some(name) = symbol.name() {
-                let mut buf = FixedBuf::<256>::new();
-                let _ = write!(buf, "{name:#}");
-                hit |= pred(buf.as_str());
-            }
+            hit |= name_matches(symbol, &pred);
         });
     }
     hit
+}
+
+/// Whether `symbol` has a demangled name matching `pred` (formatted on the stack).
+fn name_matches(symbol: &backtrace::Symbol, pred: impl Fn(&str) -> bool) -> bool {
+    symbol.name().is_some_and(|name| {
+        let mut buf = FixedBuf::<256>::new();
+        let _ = write!(buf, "{name:#}");
+        pred(buf.as_str())
+    })
 }
 
 fn print_frame(
@@ -739,11 +744,7 @@ fn print_frame(
     unsafe {
         backtrace::resolve_unsynchronized(ip as *mut c_void, |symbol| {
             any = true;
-            if !full && let Some(name) = symbol.name() {
-                let mut buf = FixedBuf::<256>::new();
-                let _ = write!(buf, "{name:#}");
-                at_runtime |= is_thread_start(buf.as_str());
-            }
+            at_runtime |= !full && name_matches(symbol, is_thread_start);
             if at_runtime {
                 return;
             }
